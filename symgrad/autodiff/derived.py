@@ -1,0 +1,74 @@
+"""Derivatives built from the two sweeps: HVPs, Jacobians, Hessians."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DifferentiationError, GraphError, user_site
+from ..graph import Tensor
+from ..ops import reshape, sum, transpose
+from ..ops.shapes import numel
+from .forward import jvp
+from .reverse import _as_list, grad
+
+
+def hvp(f: Tensor, wrt, v, mode: str = "fwd-rev"):
+    """Hessian-vector product of the scalar ``f``: H v, as graph nodes.
+
+    ``mode="fwd-rev"`` (default) is forward-over-reverse, jvp(grad f, v);
+    ``mode="rev-rev"`` is the textbook grad(<grad f, v>).
+    """
+    ws, single = _as_list(wrt)
+    vs, _ = _as_list(v)
+    if len(ws) != len(vs):
+        raise GraphError(f"hvp: {len(ws)} inputs but {len(vs)} vectors ({user_site()})")
+    gs = grad(f, ws)
+    if mode == "fwd-rev":
+        out = jvp(gs, ws, vs)
+    elif mode == "rev-rev":
+        dot = None
+        for g_, v_ in zip(gs, vs):
+            term = sum(g_ * v_)
+            dot = term if dot is None else dot + term
+        out = grad(dot, ws)
+    else:
+        raise GraphError(f"hvp mode must be 'fwd-rev' or 'rev-rev', got {mode!r}")
+    return out[0] if single else out
+
+
+def _basis(x: Tensor) -> Tensor:
+    n = numel(x.shape)
+    if n is None:
+        raise DifferentiationError(
+            f"jacobian/hessian need concrete dims, {x.graph.describe(x.node)} has symbolic ones"
+        )
+    return x.graph.constant(np.eye(n, dtype=x.dtype).reshape((n,) + x.shape))
+
+
+def _move_front_to_back(t: Tensor, nfront: int) -> Tensor:
+    """(front..., rest...) -> (rest..., front...)."""
+    nd = t.ndim
+    return transpose(t, tuple(range(nfront, nd)) + tuple(range(nfront)))
+
+
+def jacobian(y: Tensor, x, mode: str = "fwd"):
+    """d y / d x with shape y.shape + x.shape, the whole basis pushed through at once."""
+    xs, single = _as_list(x)
+    out = []
+    for xi in xs:
+        n = numel(xi.shape)
+        if mode != "fwd":
+            raise GraphError(f"jacobian mode {mode!r} is not available; use 'fwd'")
+        t = jvp(y, xi, _basis(xi))  # (n,) + y.shape
+        j = _move_front_to_back(t, 1)  # y.shape + (n,)
+        out.append(reshape(j, y.shape + xi.shape) if n is not None else j)
+    return out[0] if single else out
+
+
+def hessian(f: Tensor, x):
+    """Hessian of the scalar ``f``: shape x.shape + x.shape (forward over reverse)."""
+    xs, single = _as_list(x)
+    if single:
+        return jacobian(grad(f, xs[0]), xs[0])
+    gs = grad(f, xs)
+    return [[jacobian(g_, xj) for xj in xs] for g_ in gs]

@@ -1,0 +1,77 @@
+"""Forward mode, symbol to symbol: one topological sweep pushing tangents through JVP rules.
+
+Tangents may carry extra leading batch axes (shape ``batch + x.shape``); every JVP rule keeps
+them in front, which is how Jacobians and Hessians push a whole basis through one graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DifferentiationError, GraphError, ShapeError, user_site
+from ..graph import Tensor
+from ..ops import get_op
+from ..ops.reductions import zeros_like
+from ..ops.structural import broadcast_to
+from .reverse import _as_list, _check
+from .sweep import ancestors, dependents
+
+
+def push_tangents(outputs: list[Tensor], tangents: dict[int, Tensor]) -> dict[int, Tensor]:
+    """Tangents of every node between the seeded nodes and ``outputs``."""
+    graph = outputs[0].graph
+    order = ancestors(graph, [o.node for o in outputs])
+    live = dependents(graph, order, tangents)
+    tans = dict(tangents)
+    for n in order:
+        if n in tans or n not in live:
+            continue
+        node = Tensor(graph, n)
+        ts = [tans.get(a) for a in graph.args(n)]
+        if all(t is None for t in ts):
+            continue
+        op = get_op(node.op)
+        if not op.differentiable or op.jvp is None:
+            raise DifferentiationError(
+                f"cannot differentiate through op {node.op!r}: {graph.describe(n)}; "
+                f"requested at {user_site()}"
+            )
+        t = op.jvp(node, ts)
+        if t is not None:
+            tans[n] = t
+    return tans
+
+
+def jvp(outputs, inputs, tangents, disconnected: str = "zero"):
+    """Forward mode: d outputs / d inputs applied to ``tangents`` (shape [batch +] input shape)."""
+    outs, single = _as_list(outputs)
+    ins, _ = _as_list(inputs)
+    tns, _ = _as_list(tangents)
+    if len(ins) != len(tns):
+        raise GraphError(f"jvp: {len(ins)} inputs but {len(tns)} tangents ({user_site()})")
+    graph = outs[0].graph
+    _check(graph, ins, disconnected)
+    with graph.transaction():
+        seeds, batch = {}, None
+        for x, t in zip(ins, tns):
+            t = t if isinstance(t, Tensor) else graph.constant(np.asarray(t, dtype=x.dtype))
+            nb = t.ndim - x.ndim
+            if nb < 0 or t.shape[nb:] != x.shape or (batch is not None and t.shape[:nb] != batch):
+                raise ShapeError(
+                    f"jvp: tangent shape {t.shape} does not fit {graph.describe(x.node)} "
+                    f"(expected [batch +] {x.shape}, one batch shape for all) at {user_site()}"
+                )
+            batch = t.shape[:nb]
+            seeds[x.node] = t
+        tans = push_tangents(outs, seeds)
+        result = []
+        for o in outs:
+            t = tans.get(o.node)
+            if t is None:
+                if disconnected == "raise":
+                    raise DifferentiationError(
+                        f"{graph.describe(o.node)} does not depend on the inputs ({user_site()})"
+                    )
+                t = broadcast_to(zeros_like(o), batch + o.shape)
+            result.append(t)
+    return result[0] if single else result

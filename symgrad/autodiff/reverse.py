@@ -1,0 +1,160 @@
+"""Reverse mode, symbol to symbol: the cotangents are new nodes of the same graph.
+
+One iterative sweep in decreasing node id (reverse topological) order over the nodes that lie
+between ``wrt`` and the outputs; zero cotangents are ``None`` and never become arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import DifferentiationError, GraphError, user_site
+from ..graph import Tensor
+from ..ops import get_op
+from ..ops.reductions import ones_like, zeros_like
+from ..ops.shapes import is_float
+from ..ops.structural import unbroadcast
+from .sweep import ancestors, dependents
+
+
+def backprop(seeds: dict[Tensor, Tensor], wrt: Sequence[Tensor]) -> dict[int, Tensor]:
+    """Cotangents of the ``wrt`` nodes given cotangents ``seeds`` of some nodes.
+
+    Returns {node id: cotangent Tensor} for every wrt node reached (absent = zero).
+    """
+    graph = next(iter(seeds)).graph
+    order = ancestors(graph, [s.node for s in seeds])
+    live = dependents(graph, order, [w.node for w in wrt])
+    targets = {w.node for w in wrt}
+    cts: dict[int, Tensor] = {}
+    for s, ct in seeds.items():
+        _accumulate(cts, s.node, ct)
+    for n in reversed(order):
+        ct = cts.get(n)
+        if ct is None or n not in live:
+            continue
+        node = Tensor(graph, n)
+        args = node.args
+        # integer arguments are visited too: their rules raise (cast) or give None (labels)
+        needed = [a.node in live for a in args]
+        if not any(needed):
+            continue
+        op = get_op(node.op)
+        if not op.differentiable or op.vjp is None:
+            raise DifferentiationError(
+                f"cannot differentiate through op {node.op!r}: {graph.describe(n)}; "
+                f"requested at {user_site()}"
+            )
+        contributions = op.vjp(node, ct, needed)
+        for a, c, need in zip(args, contributions, needed):
+            if c is None or not need:
+                continue
+            _accumulate(cts, a.node, unbroadcast(c, a.shape))
+        if n not in targets:
+            del cts[n]  # free the reference; nothing upstream reads it again
+    return {n: cts[n] for n in targets if n in cts}
+
+
+def _accumulate(cts: dict[int, Tensor], n: int, c: Tensor) -> None:
+    prev = cts.get(n)
+    cts[n] = c if prev is None else prev + c
+
+
+def _as_list(x) -> tuple[list, bool]:
+    if isinstance(x, Tensor):
+        return [x], True
+    return list(x), False
+
+
+def _finish(graph, wrt: list[Tensor], cts: dict[int, Tensor], disconnected: str) -> list[Tensor]:
+    out = []
+    for w in wrt:
+        ct = cts.get(w.node)
+        if ct is None:
+            if disconnected == "raise":
+                raise DifferentiationError(
+                    f"the output does not depend on {graph.describe(w.node)}; "
+                    f"pass disconnected='zero' to get zeros (at {user_site()})"
+                )
+            ct = zeros_like(w)
+        elif ct.dtype != w.dtype:
+            from ..ops import cast
+
+            ct = cast(ct, w.dtype)
+        out.append(ct)
+    return out
+
+
+def _check(graph, wrt, disconnected):
+    if disconnected not in ("zero", "raise"):
+        raise GraphError(f"disconnected must be 'zero' or 'raise', got {disconnected!r}")
+    for w in wrt:
+        if not isinstance(w, Tensor) or w.graph is not graph:
+            raise GraphError(f"wrt {w!r} is not a Tensor of the output's graph ({user_site()})")
+        if not is_float(w.dtype):
+            raise DifferentiationError(
+                f"cannot differentiate with respect to {graph.describe(w.node)}: "
+                f"dtype {w.dtype} is not floating point ({user_site()})"
+            )
+
+
+def grad(
+    cost: Tensor,
+    wrt,
+    known_grads: dict | None = None,
+    disconnected: str = "zero",
+):
+    """Gradient of the scalar ``cost`` with respect to ``wrt`` (a Tensor or a list of them).
+
+    The result is new nodes of the same graph, so it can be differentiated again.
+    ``known_grads={node: cotangent}`` starts the sweep from given cotangents as well
+    (``cost`` may then be None).
+    """
+    known = dict(known_grads or {})
+    if cost is not None:
+        if cost.ndim != 0:
+            raise DifferentiationError(
+                f"grad needs a scalar cost, got {cost.graph.describe(cost.node)}; "
+                f"use sg.vjp for non-scalar outputs ({user_site()})"
+            )
+    anchor = cost if cost is not None else next(iter(known), None)
+    if anchor is None:
+        raise GraphError("grad needs a cost or known_grads")
+    graph = anchor.graph
+    wrt_list, single = _as_list(wrt)
+    _check(graph, wrt_list, disconnected)
+    with graph.transaction():
+        seeds = {}
+        if cost is not None:
+            seeds[cost] = ones_like(cost)
+        for node, ct in known.items():
+            ct = ct if isinstance(ct, Tensor) else graph.constant(np.asarray(ct, dtype=node.dtype))
+            seeds[node] = ct if node not in seeds else seeds[node] + ct
+        out = _finish(graph, wrt_list, backprop(seeds, wrt_list), disconnected)
+    return out[0] if single else out
+
+
+def vjp(outputs, inputs, cotangents, disconnected: str = "zero"):
+    """Reverse mode with given cotangents: sum over outputs of cotangent^T d output / d input."""
+    outs, _ = _as_list(outputs)
+    cots, _ = _as_list(cotangents)
+    ins, single = _as_list(inputs)
+    if len(outs) != len(cots):
+        raise GraphError(f"vjp: {len(outs)} outputs but {len(cots)} cotangents ({user_site()})")
+    graph = outs[0].graph
+    _check(graph, ins, disconnected)
+    with graph.transaction():
+        seeds: dict[Tensor, Tensor] = {}
+        for o, c in zip(outs, cots):
+            c = c if isinstance(c, Tensor) else graph.constant(np.asarray(c, dtype=o.dtype))
+            if c.shape != o.shape:
+                from ..errors import ShapeError
+
+                raise ShapeError(
+                    f"vjp: cotangent shape {c.shape} differs from output {graph.describe(o.node)}"
+                )
+            seeds[o] = c if o not in seeds else seeds[o] + c
+        out = _finish(graph, ins, backprop(seeds, ins), disconnected)
+    return out[0] if single else out

@@ -1,0 +1,31 @@
+"""Which nodes a derivative sweep visits: ancestors of the outputs that depend on the inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..graph import Graph
+
+
+def ancestors(graph: Graph, nodes: Iterable[int]) -> list[int]:
+    """The nodes themselves and everything they depend on, in topological (id) order."""
+    seen = set(nodes)
+    stack = list(seen)
+    pred = graph.nx.pred
+    while stack:
+        n = stack.pop()
+        for a in pred[n]:
+            if a not in seen:
+                seen.add(a)
+                stack.append(a)
+    return sorted(seen)
+
+
+def dependents(graph: Graph, order: list[int], sources: Iterable[int]) -> set[int]:
+    """Members of ``order`` (topologically sorted) that depend on any of ``sources``."""
+    hit = set(sources)
+    pred = graph.nx.pred
+    for n in order:
+        if n not in hit and any(a in hit for a in pred[n]):
+            hit.add(n)
+    return hit

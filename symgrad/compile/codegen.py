@@ -1,0 +1,142 @@
+"""Emit the source of one Python function of NumPy calls for a scheduled graph.
+
+Identifiers are generated (``a0`` arguments, ``v12`` the value of node 12, ``k3`` constants,
+``w4`` variables, ``d0`` symbolic dims); constants and variables are passed in the function's
+namespace. No user-supplied name, label or constant ever becomes source text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import runtime
+from ..graph import Graph
+from ..ops import get_op
+
+
+class EmitContext:
+    """What an op's ``emit`` may ask for while writing its expression."""
+
+    def __init__(self, dims: dict | None):
+        self.namespace: dict = {"np": np, "rt": runtime}
+        self.dims = dims  # concrete sizes of symbolic dims, or None to read them at run time
+        self.dim_names: dict[str, str] = {}
+
+    def const(self, value, hint: str = "k") -> str:
+        name = f"{hint}{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def literal(self, v) -> str:
+        """Source for a small static value: ints and finite floats inline, the rest by name."""
+        if isinstance(v, bool) or v is None:
+            return repr(v)
+        if isinstance(v, (int, np.integer)):
+            return repr(int(v))
+        if isinstance(v, float) and math.isfinite(v):
+            return repr(v)
+        return self.const(v)
+
+    def dim(self, name: str) -> str:
+        if self.dims is not None:
+            return repr(int(self.dims[name]))
+        return self.dim_names.setdefault(name, f"d{len(self.dim_names)}")
+
+    def shape(self, shape) -> str:
+        parts = [self.dim(d) if isinstance(d, str) else repr(int(d)) for d in shape]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+@dataclass
+class Program:
+    source: str
+    namespace: dict
+    fn_name: str = "symgrad_kernel"
+
+    def build(self):
+        code = compile(self.source, f"<symgrad {self.fn_name}>", "exec")
+        scope = dict(self.namespace)
+        exec(code, scope)
+        return scope[self.fn_name]
+
+
+def may_alias(graph: Graph, order: list[int]) -> set[int]:
+    """Nodes whose emitted value may share memory with an input, constant or variable."""
+    out = set()
+    for n in order:
+        op = graph.nx.nodes[n]["op"]
+        if op in ("input", "constant", "variable"):
+            out.add(n)
+        elif get_op(op).is_view and graph.args(n)[0] in out:
+            out.add(n)
+    return out
+
+
+def emit_program(
+    graph: Graph,
+    order: list[int],
+    inputs: list[int],
+    outputs: list[int],
+    updates: list[tuple[int, int]],
+    single: bool,
+    dims: dict | None = None,
+) -> Program:
+    """Source and namespace of ``symgrad_kernel(a0, a1, ...)`` computing ``outputs`` then
+    writing each update (variable, new value) in place."""
+    ctx = EmitContext(dims)
+    names: dict[int, str] = {n: f"a{i}" for i, n in enumerate(inputs)}
+    body: list[str] = []
+    for n in order:
+        data = graph.nx.nodes[n]
+        op = data["op"]
+        if n in names:
+            continue
+        if op in ("constant", "variable"):
+            names[n] = ctx.const(data["attrs"]["value"], "w" if op == "variable" else "k")
+            continue
+        spec = get_op(op)
+        args = [names[a] for a in graph.args(n)]
+        expr = spec.emit(ctx, args, data["attrs"])
+        label = op if op.isidentifier() else "op"
+        names[n] = f"v{n}"
+        body.append(f"v{n} = {expr}  # %{n} {label}")
+    if dims is None and ctx.dim_names:
+        header = []
+        for dim, ident in ctx.dim_names.items():
+            src = next(
+                (i, k)
+                for i, n in enumerate(inputs)
+                for k, d in enumerate(graph.nx.nodes[n]["shape"])
+                if d == dim
+            )
+            header.append(f"{ident} = a{src[0]}.shape[{src[1]}]")
+        body = header + body
+    aliased = may_alias(graph, order)
+    # updates: read every new value before writing any (a value may view another variable)
+    staged = []
+    for i, (var, value) in enumerate(updates):
+        src = names[value]
+        if value in aliased:
+            body.append(f"u{i} = np.array({src}, copy=True)")
+            src = f"u{i}"
+        staged.append(f"{names[var]}[...] = {src}")
+    results = []
+    for o in outputs:
+        src = names[o]
+        results.append(f"np.array({src}, copy=True)" if o in aliased else src)
+    if updates:  # outputs are taken (aliased ones copied) before any variable is written
+        body += [f"r{i} = {r}" for i, r in enumerate(results)]
+        results = [f"r{i}" for i in range(len(results))]
+    body += staged
+    ret = (
+        results[0]
+        if single
+        else "(" + ", ".join(results) + ("," if len(results) == 1 else "") + ")"
+    )
+    body.append(f"return {ret}")
+    params = ", ".join(f"a{i}" for i in range(len(inputs)))
+    source = f"def symgrad_kernel({params}):\n" + "".join(f"    {line}\n" for line in body)
+    return Program(source, ctx.namespace)

@@ -1,0 +1,51 @@
+"""The errors symgrad raises. Every one is a `SymgradError`.
+
+Messages name the node (id, op, user label), the shapes involved and the file:line of the
+user code that created the node or made the call, so a failure points at the user's code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class SymgradError(Exception):
+    """Base class of every error symgrad raises on bad input."""
+
+
+class ShapeError(SymgradError, ValueError):
+    """Shapes or dtypes of an op's arguments do not fit together."""
+
+
+class GraphError(SymgradError, ValueError):
+    """The graph is malformed: unknown op, cycle, missing argument, wrong arity."""
+
+
+class DifferentiationError(SymgradError):
+    """A derivative was requested through something that has none."""
+
+
+class InputError(SymgradError, ValueError):
+    """A compiled function or the evaluator was called with the wrong arguments."""
+
+
+class GradientCheckError(SymgradError, AssertionError):
+    """`check_grads` found symbolic and numeric derivatives that disagree."""
+
+
+def user_site() -> str:
+    """file:line of the innermost caller outside the symgrad package (and outside tests of it)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(_PACKAGE_DIR):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+def format_shape(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"

@@ -1,0 +1,394 @@
+"""The expression graph (a networkx.MultiDiGraph) and the Tensor handle users build it with.
+
+One node is one value. Node attributes: ``op``, ``attrs``, ``shape``, ``dtype``, ``where``
+(file:line of the user code that made it) and optionally ``name``. Edges run argument ->
+consumer and carry ``pos``. Node ids are ints handed out in creation order, so increasing id
+order is always a topological order. Building an ``(op, attrs, args)`` that already exists
+returns the existing node (hash-consing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import networkx as nx
+import numpy as np
+
+from .errors import GraphError, ShapeError, SymgradError, format_shape, user_site
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+
+# Ops whose nodes are leaves: they never take arguments and are never merged with each other.
+LEAF_OPS = ("input", "variable")
+
+
+class ArgType(NamedTuple):
+    """What shape inference sees of one argument."""
+
+    shape: Shape
+    dtype: str
+
+
+def freeze(value: Any) -> Any:
+    """A hashable, comparable stand-in for an attribute value (for hash-consing)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,) + tuple(freeze(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    if isinstance(value, np.generic):
+        return ("scalar", value.dtype.str, value.item())
+    if isinstance(value, float) and value != value:
+        return ("nan",)
+    return value
+
+
+def normalize_shape(shape: Any) -> Shape:
+    if isinstance(shape, (int, np.integer, str)):
+        shape = (shape,)
+    out = []
+    for d in shape:
+        if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
+            out.append(int(d))
+        elif isinstance(d, str) and d:
+            out.append(d)
+        else:
+            raise ShapeError(f"bad dimension {d!r} in shape {shape!r}: use an int >= 0 or a name")
+    return tuple(out)
+
+
+class Graph:
+    """An expression graph. ``g.nx`` is the networkx.MultiDiGraph that holds it."""
+
+    def __init__(self) -> None:
+        self.nx = nx.MultiDiGraph()
+        self._cons: dict[Any, int] = {}
+        self._next_id = 0
+        self._names: dict[str, int] = {}
+
+    # ---- leaves -----------------------------------------------------------------------
+    def input(self, name: str, shape: Any = (), dtype: str = "float64") -> Tensor:
+        """A value supplied at call time. Dims are ints or symbolic names such as "batch"."""
+        return self._leaf("input", name, normalize_shape(shape), _dtype_name(dtype), {})
+
+    def variable(self, name: str, value: Any, dtype: str | None = None) -> Tensor:
+        """A value held by the graph between calls and updatable by a compiled Function."""
+        value = np.array(value, dtype=dtype, copy=True)
+        return self._leaf("variable", name, value.shape, value.dtype.name, {"value": value})
+
+    def constant(self, value: Any, dtype: str | None = None, name: str | None = None) -> Tensor:
+        """A fixed value. Equal constants are one node."""
+        value = np.array(value, dtype=dtype, copy=True)
+        value.flags.writeable = False
+        attrs = {"value": value}
+        key = ("constant", freeze(attrs))
+        hit = self._cons.get(key)
+        if hit is not None:
+            return Tensor(self, hit)
+        n = self._add_node("constant", attrs, value.shape, value.dtype.name, (), name)
+        self._cons[key] = n
+        return Tensor(self, n)
+
+    def _leaf(self, op: str, name: str, shape: Shape, dtype: str, attrs: dict) -> Tensor:
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"{op} needs a non-empty string name, got {name!r} at {user_site()}")
+        if name in self._names:
+            other = self.nx.nodes[self._names[name]]
+            raise GraphError(
+                f"{op} {name!r}: the name is taken by node {self._names[name]} "
+                f"({other['op']}, made at {other['where']}); at {user_site()}"
+            )
+        n = self._add_node(op, attrs, shape, dtype, (), name)
+        self._names[name] = n
+        return Tensor(self, n)
+
+    # ---- applying ops -----------------------------------------------------------------
+    def apply(self, op: str, args: Sequence[Tensor], attrs: dict | None = None) -> Tensor:
+        """The node ``op(*args)`` with static parameters ``attrs``; an existing one if equal."""
+        from .ops.registry import get_op
+
+        spec = get_op(op)
+        attrs = dict(attrs or {})
+        for a in args:
+            if not isinstance(a, Tensor) or a.graph is not self:
+                raise GraphError(
+                    f"{op}: argument {a!r} is not a Tensor of this graph; at {user_site()}"
+                )
+        arg_ids = tuple(a.node for a in args)
+        key = (op, freeze(attrs), arg_ids)
+        hit = self._cons.get(key)
+        if hit is not None:
+            return Tensor(self, hit)
+        types = [self.type_of(i) for i in arg_ids]
+        spec.check_arity(len(types), lambda: self._describe_call(op, arg_ids))
+        try:
+            shape, dtype = spec.infer(types, attrs)
+        except ShapeError as e:
+            raise ShapeError(f"{e}\n  in {self._describe_call(op, arg_ids)}") from None
+        n = self._add_node(op, attrs, tuple(shape), _dtype_name(dtype), arg_ids, None)
+        self._cons[key] = n
+        return Tensor(self, n)
+
+    def _add_node(self, op, attrs, shape, dtype, arg_ids, name) -> int:
+        n = self._next_id
+        self._next_id += 1
+        data = {"op": op, "attrs": attrs, "shape": shape, "dtype": dtype, "where": user_site()}
+        if name is not None:
+            data["name"] = name
+        self.nx.add_node(n, **data)
+        for pos, a in enumerate(arg_ids):
+            self.nx.add_edge(a, n, pos=pos)
+        return n
+
+    def _describe_call(self, op: str, arg_ids: Sequence[int]) -> str:
+        parts = [self.describe(a) for a in arg_ids]
+        return f"{op}({', '.join(parts)}) at {user_site()}"
+
+    # ---- reading ----------------------------------------------------------------------
+    def args(self, n: int) -> list[int]:
+        """Argument node ids of node ``n``, in position order."""
+        edges = sorted((pos, a) for a, _, pos in self.nx.in_edges(n, data="pos"))
+        return [a for _, a in edges]
+
+    def type_of(self, n: int) -> ArgType:
+        d = self.nx.nodes[n]
+        return ArgType(d["shape"], d["dtype"])
+
+    def tensor(self, n: int) -> Tensor:
+        if n not in self.nx:
+            raise GraphError(f"no node {n} in this graph")
+        return Tensor(self, n)
+
+    def __getitem__(self, name: str) -> Tensor:
+        """The input or variable called ``name``."""
+        if name not in self._names:
+            raise GraphError(f"no input or variable named {name!r}")
+        return Tensor(self, self._names[name])
+
+    def describe(self, n: int) -> str:
+        """One-line description of a node for error messages."""
+        d = self.nx.nodes[n]
+        label = f" {d['name']!r}" if "name" in d else ""
+        return f"%{n}{label}:{d['op']}{format_shape(d['shape'])}{d['dtype']} (made at {d['where']})"
+
+    def __len__(self) -> int:
+        return self.nx.number_of_nodes()
+
+    # ---- transactions -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Undo every node added inside the block if it raises, so errors lose nothing."""
+        start = self._next_id
+        try:
+            yield
+        except BaseException:
+            self.rollback(start)
+            raise
+
+    def rollback(self, start: int) -> None:
+        """Remove every node with id >= start."""
+        doomed = [n for n in self.nx.nodes if n >= start]
+        self.nx.remove_nodes_from(doomed)
+        self._cons = {k: v for k, v in self._cons.items() if v < start}
+        self._names = {k: v for k, v in self._names.items() if v < start}
+        self._next_id = start
+
+    # ---- networkx import / export -----------------------------------------------------
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """A copy of the graph as a networkx.MultiDiGraph (same node ids and attributes)."""
+        return self.nx.copy()
+
+    @classmethod
+    def from_networkx(cls, G: nx.MultiDiGraph) -> Graph:
+        """Validate a graph built directly in networkx and return it as a Graph.
+
+        Nodes need ``op`` (and ``attrs`` where the op has parameters); ``input`` nodes need
+        ``name``, ``shape`` and ``dtype``; edges need ``pos``. Shapes given on other nodes are
+        checked against inference. ``graph.imported[original_id]`` maps to the new Tensor.
+        """
+        from .imports import import_networkx
+
+        return import_networkx(cls(), G)
+
+
+class Tensor:
+    """An immutable handle on one node of a Graph, with NumPy-like operators."""
+
+    __slots__ = ("graph", "node")
+    __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
+
+    def __init__(self, graph: Graph, node: int) -> None:
+        self.graph = graph
+        self.node = node
+
+    # identity, not elementwise comparison: Tensors are dict keys (feeds, known_grads)
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tensor) and other.graph is self.graph and other.node == self.node
+
+    def __hash__(self) -> int:
+        return hash((id(self.graph), self.node))
+
+    @property
+    def _data(self) -> dict:
+        return self.graph.nx.nodes[self.node]
+
+    @property
+    def shape(self) -> Shape:
+        return self._data["shape"]
+
+    @property
+    def dtype(self) -> str:
+        return self._data["dtype"]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def op(self) -> str:
+        return self._data["op"]
+
+    @property
+    def attrs(self) -> dict:
+        return self._data["attrs"]
+
+    @property
+    def name(self) -> str | None:
+        return self._data.get("name")
+
+    @property
+    def args(self) -> list[Tensor]:
+        return [Tensor(self.graph, a) for a in self.graph.args(self.node)]
+
+    @property
+    def value(self) -> np.ndarray:
+        """The current array of a constant or variable."""
+        if self.op not in ("constant", "variable"):
+            raise SymgradError(f"{self.graph.describe(self.node)} holds no value; evaluate it")
+        return self.attrs["value"]
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return f"Tensor(%{self.node}{label}: {self.op}, shape={self.shape}, dtype={self.dtype})"
+
+    def __bool__(self) -> bool:
+        raise SymgradError(
+            f"the truth value of symbolic {self!r} is unknown until it is evaluated; "
+            "use sg.where for data-dependent choices"
+        )
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise ShapeError(f"len() of a 0-d tensor {self!r}")
+        if isinstance(self.shape[0], str):
+            raise ShapeError(f"len() of {self!r}: its first dim is symbolic")
+        return self.shape[0]
+
+    # ---- operators (definitions live in symgrad.ops) ---------------------------------
+    def __add__(self, o):
+        return _ops().add(self, o)
+
+    def __radd__(self, o):
+        return _ops().add(o, self)
+
+    def __sub__(self, o):
+        return _ops().sub(self, o)
+
+    def __rsub__(self, o):
+        return _ops().sub(o, self)
+
+    def __mul__(self, o):
+        return _ops().mul(self, o)
+
+    def __rmul__(self, o):
+        return _ops().mul(o, self)
+
+    def __truediv__(self, o):
+        return _ops().div(self, o)
+
+    def __rtruediv__(self, o):
+        return _ops().div(o, self)
+
+    def __pow__(self, o):
+        return _ops().pow(self, o)
+
+    def __rpow__(self, o):
+        return _ops().pow(o, self)
+
+    def __matmul__(self, o):
+        return _ops().matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return _ops().matmul(o, self)
+
+    def __neg__(self):
+        return _ops().neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _ops().abs(self)
+
+    def __lt__(self, o):
+        return _ops().less(self, o)
+
+    def __le__(self, o):
+        return _ops().less_equal(self, o)
+
+    def __gt__(self, o):
+        return _ops().greater(self, o)
+
+    def __ge__(self, o):
+        return _ops().greater_equal(self, o)
+
+    def __getitem__(self, index):
+        return _ops().getitem(self, index)
+
+    @property
+    def T(self) -> Tensor:
+        return _ops().transpose(self)
+
+    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
+        return _ops().sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
+        return _ops().mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims: bool = False) -> Tensor:
+        return _ops().max(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims: bool = False) -> Tensor:
+        return _ops().min(self, axis, keepdims)
+
+    def reshape(self, *shape) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _ops().reshape(self, shape)
+
+    def transpose(self, *axes) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _ops().transpose(self, axes or None)
+
+    def astype(self, dtype: str) -> Tensor:
+        return _ops().cast(self, dtype)
+
+
+def _ops():
+    from . import ops
+
+    return ops
+
+
+def _dtype_name(dtype: Any) -> str:
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        raise ShapeError(f"unknown dtype {dtype!r}") from None

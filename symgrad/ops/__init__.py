@@ -1,0 +1,50 @@
+"""Every op of symgrad, as functions on Tensors."""
+
+from .elementwise import user_elementwise as elementwise
+from .linalg import matmul
+from .math import (
+    abs,
+    add,
+    cos,
+    div,
+    exp,
+    hard_tanh,
+    leaky_relu,
+    log,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    pow,
+    prelu,
+    relu,
+    sigmoid,
+    sin,
+    softplus,
+    sqrt,
+    square,
+    sub,
+    tanh,
+)
+from .nn import cross_entropy, log_softmax, logsumexp, maxout, mse, one_hot, softmax
+from .reductions import max, mean, min, ones_like, sum, zeros_like
+from .registry import OPS, Op, defjvp, defvjp, get_op, register
+from .structural import (
+    broadcast_to,
+    cast,
+    concatenate,
+    equal,
+    getitem,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    not_equal,
+    reshape,
+    stop_gradient,
+    transpose,
+    unbroadcast,
+    where,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

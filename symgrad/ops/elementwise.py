@@ -1,0 +1,455 @@
+"""The elementwise op family: every op is a SymPy expression over its scalar arguments.
+
+A named op (``tanh``, ``mul``, ``leaky_relu`` ...) holds a builder ``(x0, x1, ..., **attrs) ->
+expression``; the anonymous op ``expr`` holds the expression itself in ``attrs["expr"]``.
+Derivatives come from ``sympy.diff`` and become ``expr`` nodes, so every order of every
+elementwise op, user-defined ones included, needs no hand-written rule. Where a derivative is
+cheaper on the op's own output (tanh' = 1 - y**2, sigmoid' = y (1 - y), exp' = y) it is
+written on the output.
+
+One walker turns an expression into NumPy: into source text for the compiler and into
+values for the reference evaluator. Only the heads in its tables are accepted, so no text
+from a user's expression ever reaches generated source.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+
+import numpy as np
+import sympy as sp
+
+from .. import runtime
+from ..errors import GraphError, ShapeError
+from ..graph import Tensor
+from .registry import OPS, Op, register
+from .shapes import broadcast_shapes
+
+
+@functools.cache
+def sym(i: int) -> sp.Symbol:
+    """The i-th argument symbol of an elementwise expression."""
+    return sp.Symbol(f"x{i}", real=True)
+
+
+def syms(n: int) -> list[sp.Symbol]:
+    return [sym(i) for i in range(n)]
+
+
+class sigmoid(sp.Function):  # noqa: N801  (SymPy function names are lower case)
+    """Logistic sigmoid, kept as one head so its derivatives stay polynomials in it."""
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+
+class softplus(sp.Function):  # noqa: N801
+    """log(1 + exp(x)), kept as one head so it is computed stably."""
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+
+# ---- expression -> NumPy --------------------------------------------------------------
+# head -> (name in generated source, NumPy callable)
+FUNCTIONS: dict = {
+    sp.exp: ("np.exp", np.exp),
+    sp.log: ("np.log", np.log),
+    sp.sin: ("np.sin", np.sin),
+    sp.cos: ("np.cos", np.cos),
+    sp.tan: ("np.tan", np.tan),
+    sp.tanh: ("np.tanh", np.tanh),
+    sp.sinh: ("np.sinh", np.sinh),
+    sp.cosh: ("np.cosh", np.cosh),
+    sp.atan: ("np.arctan", np.arctan),
+    sp.asin: ("np.arcsin", np.arcsin),
+    sp.acos: ("np.arccos", np.arccos),
+    sp.asinh: ("np.arcsinh", np.arcsinh),
+    sp.Abs: ("np.abs", np.abs),
+    sp.sign: ("np.sign", np.sign),
+    sigmoid: ("rt.sigmoid", runtime.sigmoid),
+    softplus: ("rt.softplus", runtime.softplus),
+}
+FOLDS = {sp.Max: ("np.maximum", np.maximum), sp.Min: ("np.minimum", np.minimum)}
+RELATIONS = {
+    sp.StrictGreaterThan: (">", np.greater),
+    sp.GreaterThan: (">=", np.greater_equal),
+    sp.StrictLessThan: ("<", np.less),
+    sp.LessThan: ("<=", np.less_equal),
+    sp.Equality: ("==", np.equal),
+    sp.Unequality: ("!=", np.not_equal),
+}
+LOGIC = {sp.And: ("np.logical_and", np.logical_and), sp.Or: ("np.logical_or", np.logical_or)}
+
+
+class _Source:
+    """Walker backend that writes NumPy source text."""
+
+    def __init__(self, argnames):
+        self.argnames = argnames
+
+    def symbol(self, i):
+        return self.argnames[i]
+
+    def number(self, v):
+        return f"({v!r})" if v < 0 else repr(v)
+
+    def add(self, xs):
+        return "(" + " + ".join(xs) + ")"
+
+    def mul(self, xs):
+        return "(" + " * ".join(xs) + ")"
+
+    def div(self, a, b):
+        return f"({a} / {b})"
+
+    def neg(self, a):
+        return f"(-{a})"
+
+    def pow(self, a, e):
+        return f"({a} ** {e})"
+
+    def sqrt(self, a):
+        return f"np.sqrt({a})"
+
+    def call(self, head, xs):
+        return f"{head[0]}({', '.join(xs)})"
+
+    def relation(self, head, a, b):
+        return f"({a} {head[0]} {b})"
+
+    def where(self, c, a, b):
+        return f"np.where({c}, {a}, {b})"
+
+    def true(self):
+        return "True"
+
+
+class _Values:
+    """Walker backend that computes NumPy values (the reference evaluator)."""
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def symbol(self, i):
+        return self.arrays[i]
+
+    def number(self, v):
+        return v
+
+    def add(self, xs):
+        return functools.reduce(lambda a, b: a + b, xs)
+
+    def mul(self, xs):
+        return functools.reduce(lambda a, b: a * b, xs)
+
+    def div(self, a, b):
+        return a / b
+
+    def neg(self, a):
+        return -a
+
+    def pow(self, a, e):
+        return a**e
+
+    def sqrt(self, a):
+        return np.sqrt(a)
+
+    def call(self, head, xs):
+        return head[1](*xs)
+
+    def relation(self, head, a, b):
+        return head[1](a, b)
+
+    def where(self, c, a, b):
+        return np.where(c, a, b)
+
+    def true(self):
+        return True
+
+
+def _walk(e, b):
+    """Translate expression ``e`` with backend ``b`` (expressions are small: recursion is fine)."""
+    if isinstance(e, sp.Symbol):
+        return b.symbol(_index_of(e))
+    if e is sp.true:
+        return b.true()
+    if isinstance(e, sp.Integer):
+        return b.number(int(e))
+    if isinstance(e, sp.Number):
+        if not e.is_finite:
+            raise GraphError(f"elementwise expression has a non-finite constant {e}")
+        return b.number(float(e))
+    if isinstance(e, sp.Add):
+        return b.add([_walk(a, b) for a in e.args])
+    if isinstance(e, sp.Mul):
+        num, den = [], []
+        for f in e.args:
+            if isinstance(f, sp.Pow) and f.exp.is_Number and f.exp < 0:
+                den.append(f.base if f.exp == -1 else sp.Pow(f.base, -f.exp, evaluate=False))
+            else:
+                num.append(f)
+        if num and num[0] == -1:
+            rest = num[1:] or [sp.Integer(1)]
+            return b.neg(_walk(sp.Mul(*rest, *[1 / d for d in den], evaluate=False), b))
+        top = b.mul([_walk(a, b) for a in num]) if len(num) > 1 else _walk(num[0], b)
+        if not den:
+            return top
+        bottom = b.mul([_walk(a, b) for a in den]) if len(den) > 1 else _walk(den[0], b)
+        return b.div(top, bottom)
+    if isinstance(e, sp.Pow):
+        base, ex = e.args
+        if ex == sp.Rational(1, 2):
+            return b.sqrt(_walk(base, b))
+        if ex.is_Number and ex < 0:
+            return b.div(b.number(1.0), _walk(sp.Pow(base, -ex, evaluate=False), b))
+        return b.pow(_walk(base, b), _walk(ex, b))
+    if isinstance(e, sp.Piecewise):
+        (last, _), rest = e.args[-1], e.args[:-1]
+        out = _walk(last, b)
+        for value, cond in reversed(rest):
+            out = b.where(_walk(cond, b), _walk(value, b), out)
+        return out
+    head = type(e)
+    if head in FUNCTIONS:
+        return b.call(FUNCTIONS[head], [_walk(a, b) for a in e.args])
+    if head in FOLDS:
+        xs = [_walk(a, b) for a in e.args]
+        return functools.reduce(lambda x, y: b.call(FOLDS[head], [x, y]), xs)
+    if head in RELATIONS:
+        return b.relation(RELATIONS[head], _walk(e.args[0], b), _walk(e.args[1], b))
+    if head in LOGIC:
+        xs = [_walk(a, b) for a in e.args]
+        return functools.reduce(lambda x, y: b.call(LOGIC[head], [x, y]), xs)
+    raise GraphError(f"elementwise expressions cannot use {head.__name__} (in {e})")
+
+
+def _index_of(s: sp.Symbol) -> int:
+    name = s.name
+    if not (name.startswith("x") and name[1:].isdigit()) or s != sym(int(name[1:])):
+        raise GraphError(f"elementwise expression uses foreign symbol {s}")
+    return int(name[1:])
+
+
+def to_source(expr: sp.Expr, argnames: list[str]) -> str:
+    return _walk(expr, _Source(argnames))
+
+
+def to_values(expr: sp.Expr, arrays: list) -> np.ndarray:
+    return np.asarray(_walk(expr, _Values(arrays)))
+
+
+# ---- derivatives ------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)
+def derivative(expr: sp.Expr, i: int, nargs: int) -> sp.Expr:
+    """d expr / d x_i over x_0..x_{nargs-1}; where cheaper, written with x_nargs = expr itself."""
+    d = sp.diff(expr, sym(i))
+    d = d.replace(sp.DiracDelta, lambda *a: sp.S.Zero)  # derivatives hold almost everywhere
+    d = d.replace(sp.Heaviside, lambda *a: sp.Piecewise((1, a[0] > 0), (0, True)))
+    d = sp.powsimp(d)
+    if not expr.is_Symbol and not expr.is_Number:
+        on_out = d.subs(expr, sym(nargs))
+        if sp.count_ops(on_out) < sp.count_ops(d):
+            return on_out
+    return d
+
+
+def expression(node: Tensor) -> sp.Expr:
+    """The SymPy expression of an elementwise node over x0..x{n-1}."""
+    nargs = len(node.graph.args(node.node))
+    return _named_expression(node.op, nargs, _frozen(node.attrs))
+
+
+def _frozen(attrs: dict) -> tuple:
+    return tuple(sorted(attrs.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _named_expression(op: str, nargs: int, attrs: tuple) -> sp.Expr:
+    a = dict(attrs)
+    if op == "expr":
+        return a["expr"]
+    return OPS[op].extra["builder"](*syms(nargs), **a)
+
+
+def build(expr: sp.Expr, tensors: list[Tensor], like: Tensor):
+    """A node computing ``expr`` with x_j bound to tensors[j]; a plain number if constant."""
+    free = sorted(expr.free_symbols, key=_index_of)
+    if not free:
+        return float(expr)
+    if len(free) == 1 and expr == free[0]:
+        return tensors[_index_of(free[0])]
+    used = [tensors[_index_of(s)] for s in free]
+    relabeled = expr.xreplace({s: sym(k) for k, s in enumerate(free)})
+    return like.graph.apply("expr", used, {"expr": relabeled})
+
+
+def partial(node: Tensor, i: int):
+    """d node / d (argument i), as a Tensor (or a number when constant)."""
+    args = node.args
+    d = derivative(expression(node), i, len(args))
+    return build(d, args + [node], node)
+
+
+def scale(g: Tensor, d):
+    """g * d where d may be a plain number (0 -> None, 1 -> g)."""
+    if isinstance(d, float):
+        if d == 0.0:
+            return None
+        if d == 1.0:
+            return g
+        if d == -1.0:
+            return -g
+    return g * d
+
+
+def _vjp(node, g, needed):
+    return [scale(g, partial(node, i)) if needed[i] else None for i in range(len(needed))]
+
+
+def _jvp(node, tangents):
+    from .structural import expand_tangent
+
+    total = None
+    for i, t in enumerate(tangents):
+        if t is None:
+            continue
+        c = scale(expand_tangent(t, node.args[i], node), partial(node, i))
+        if c is not None:
+            total = c if total is None else total + c
+    return total
+
+
+# ---- registration -----------------------------------------------------------------------
+def _infer_for(op_name: str):
+    def infer(types, attrs):
+        shape = broadcast_shapes(*[t.shape for t in types])
+        return shape, _result_dtype(op_name, tuple(t.dtype for t in types), _frozen(attrs))
+
+    return infer
+
+
+@functools.lru_cache(maxsize=4096)
+def _result_dtype(op_name: str, dtypes: tuple, attrs: tuple) -> str:
+    # exactly what NumPy gives: run the reference implementation on one element of each dtype
+    probes = [np.ones((1,), dtype=d) for d in dtypes]
+    expr = _named_expression(op_name, len(dtypes), attrs)
+    with np.errstate(all="ignore"):
+        return to_values(expr, probes).dtype.name
+
+
+def _impl_for(op_name: str):
+    def impl(arrays, attrs):
+        expr = _named_expression(op_name, len(arrays), _frozen(attrs))
+        return to_values(expr, list(arrays))
+
+    return impl
+
+
+def _emit_for(op_name: str, template: str | None):
+    def emit(ctx, args, attrs):
+        if template is not None:
+            return template.format(*args, **{k: ctx.literal(v) for k, v in attrs.items()})
+        return to_source(_named_expression(op_name, len(args), _frozen(attrs)), args)
+
+    return emit
+
+
+def define(
+    name: str,
+    builder: Callable[..., sp.Expr],
+    nargs: int | None = None,
+    template: str | None = None,
+) -> Op:
+    """Register the elementwise op ``name`` whose value is ``builder(x0, x1, ..., **attrs)``.
+
+    ``template`` is an optional faster NumPy source form (``{0}`` = first argument).
+    """
+    if nargs is None:
+        params = inspect.signature(builder).parameters.values()
+        nargs = sum(1 for p in params if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty)
+    return register(
+        Op(
+            name,
+            infer=_infer_for(name),
+            impl=_impl_for(name),
+            emit=_emit_for(name, template),
+            arity=(nargs, nargs),
+            vjp=_vjp,
+            jvp=_jvp,
+            extra={"builder": builder, "elementwise": True},
+        )
+    )
+
+
+def is_elementwise(op: str) -> bool:
+    return OPS[op].extra.get("elementwise", False)
+
+
+# the anonymous op: attrs["expr"] is the expression itself
+register(
+    Op(
+        "expr",
+        infer=_infer_for("expr"),
+        impl=_impl_for("expr"),
+        emit=_emit_for("expr", None),
+        arity=(1, None),
+        vjp=_vjp,
+        jvp=_jvp,
+        extra={"elementwise": True},
+    )
+)
+
+
+def lift(*args) -> list[Tensor]:
+    """Turn Python scalars and arrays among ``args`` into constants of the Tensors' graph.
+
+    A Python scalar takes the dtype NumPy would give it beside the Tensors (weak typing), so
+    ``x32 * 2.0`` stays float32.
+    """
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if not tensors:
+        raise GraphError("at least one argument must be a symgrad Tensor")
+    graph = tensors[0].graph
+    like = np.result_type(*[np.dtype(t.dtype) for t in tensors])
+    out = []
+    for a in args:
+        if isinstance(a, Tensor):
+            out.append(a)
+        elif isinstance(a, (bool, int, float)):
+            out.append(graph.constant(np.array(a, dtype=np.result_type(like, a))))
+        else:
+            try:
+                out.append(graph.constant(np.asarray(a)))
+            except Exception:
+                raise ShapeError(f"cannot use {type(a).__name__} {a!r} as a tensor") from None
+    return out
+
+
+def apply_elementwise(name: str, *args, **attrs) -> Tensor:
+    tensors = lift(*args)
+    return tensors[0].graph.apply(name, tensors, attrs)
+
+
+def user_elementwise(name: str, fn: Callable[..., sp.Expr]) -> Callable[..., Tensor]:
+    """Define a new elementwise op from a SymPy expression builder; returns the op function.
+
+    ``fn`` takes one SymPy symbol per argument and returns an expression in them. All its
+    derivatives come from SymPy.
+    """
+    nargs = len(inspect.signature(fn).parameters)
+    expr = fn(*syms(nargs))
+    if not isinstance(expr, sp.Basic):
+        raise GraphError(f"elementwise {name!r}: builder must return a SymPy expression")
+    to_source(expr, [f"a{i}" for i in range(nargs)])  # rejects heads with no NumPy form now
+    define(name, lambda *xs: expr.xreplace(dict(zip(syms(nargs), xs))), nargs=nargs)
+
+    def op(*args) -> Tensor:
+        return apply_elementwise(name, *args)
+
+    op.__name__ = name
+    op.__doc__ = f"Elementwise {name}: {expr}"
+    return op

@@ -1,0 +1,75 @@
+"""Matrix multiplication (NumPy ``@`` semantics: 1-D operands promoted, batch dims broadcast)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError, format_shape
+from ..graph import Tensor
+from .elementwise import lift
+from .registry import Op, defjvp, defvjp, register
+from .shapes import broadcast_shapes
+from .structural import reshape, transpose
+
+
+def _infer_matmul(types, attrs):
+    a, b = types
+    if len(a.shape) < 2 or len(b.shape) < 2:
+        raise ShapeError("the matmul node takes operands of 2 or more dims")
+    if a.shape[-1] != b.shape[-2]:
+        raise ShapeError(
+            f"matmul {format_shape(a.shape)} @ {format_shape(b.shape)}: "
+            f"inner dims {a.shape[-1]!r} and {b.shape[-2]!r} differ"
+        )
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    dtype = np.result_type(np.dtype(a.dtype), np.dtype(b.dtype)).name
+    return batch + (a.shape[-2], b.shape[-1]), dtype
+
+
+register(
+    Op(
+        "matmul",
+        infer=_infer_matmul,
+        impl=lambda a, at: np.matmul(a[0], a[1]),
+        emit=lambda ctx, a, at: f"({a[0]} @ {a[1]})",
+        arity=(2, 2),
+    )
+)
+
+
+def mT(x: Tensor) -> Tensor:  # noqa: N802  (NumPy's name)
+    """Swap the last two axes."""
+    axes = list(range(x.ndim))
+    axes[-2:] = axes[-1], axes[-2]
+    return transpose(x, axes)
+
+
+def matmul(a, b) -> Tensor:
+    """a @ b with NumPy semantics: 1-D operands are promoted to matrices and squeezed back."""
+    a, b = lift(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(
+            f"matmul of a 0-d operand: {format_shape(a.shape)} @ {format_shape(b.shape)}; use *"
+        )
+    a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+    b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+    out = a.graph.apply("matmul", [a2, b2])
+    if a.ndim == 1 and b.ndim == 1:
+        return reshape(out, ())
+    if a.ndim == 1:
+        return reshape(out, out.shape[:-2] + out.shape[-1:])
+    if b.ndim == 1:
+        return reshape(out, out.shape[:-1])
+    return out
+
+
+defvjp(
+    "matmul",
+    lambda g, ans, a, b: matmul(g, mT(b)),
+    lambda g, ans, a, b: matmul(mT(a), g),
+)
+defjvp(
+    "matmul",
+    lambda t, ans, a, b: matmul(t, b),
+    lambda t, ans, a, b: matmul(a, t),
+)

@@ -1,0 +1,80 @@
+"""The named elementwise ops, each one SymPy expression (derivatives come from SymPy)."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..graph import Tensor
+from .elementwise import apply_elementwise, define
+from .elementwise import sigmoid as _sigmoid
+from .elementwise import softplus as _softplus
+
+P = sp.Piecewise
+
+# name -> (builder over x0, x1, ... [, attrs], faster NumPy source or None)
+RULES = {
+    "add": (lambda a, b: a + b, None),
+    "sub": (lambda a, b: a - b, None),
+    "mul": (lambda a, b: a * b, None),
+    "div": (lambda a, b: a / b, None),
+    "neg": (lambda a: -a, None),
+    "pow": (lambda a, b: a**b, None),
+    "exp": (sp.exp, None),
+    "log": (sp.log, None),
+    "sqrt": (sp.sqrt, None),
+    "square": (lambda a: a**2, "np.square({0})"),
+    "abs": (sp.Abs, None),
+    "sin": (sp.sin, None),
+    "cos": (sp.cos, None),
+    "tanh": (sp.tanh, None),
+    "sigmoid": (_sigmoid, None),
+    "softplus": (_softplus, None),
+    "relu": (lambda a: P((a, a > 0), (0, True)), "np.maximum({0}, 0)"),
+    "leaky_relu": (lambda a, alpha: P((a, a > 0), (alpha * a, True)), None),
+    "prelu": (lambda a, alpha: P((a, a > 0), (alpha * a, True)), None),
+    "hard_tanh": (lambda a: P((-1, a < -1), (1, a > 1), (a, True)), "np.clip({0}, -1, 1)"),
+    "maximum": (lambda a, b: P((a, a >= b), (b, True)), "np.maximum({0}, {1})"),
+    "minimum": (lambda a, b: P((a, a <= b), (b, True)), "np.minimum({0}, {1})"),
+}
+# leaky_relu's slope is a static attribute; prelu's is a tensor argument
+_NARGS = {"leaky_relu": 1}
+
+for _name, (_builder, _template) in RULES.items():
+    define(_name, _builder, nargs=_NARGS.get(_name), template=_template)
+
+
+def _unary(name):
+    def op(x) -> Tensor:
+        return apply_elementwise(name, x)
+
+    op.__name__ = name
+    op.__doc__ = f"Elementwise {name}: {RULES[name][0](sp.Symbol('x'))}"
+    return op
+
+
+def _binary(name):
+    def op(a, b) -> Tensor:
+        return apply_elementwise(name, a, b)
+
+    op.__name__ = name
+    op.__doc__ = f"Elementwise {name} with NumPy broadcasting."
+    return op
+
+
+add, sub, mul, div, pow, maximum, minimum = (  # noqa: A001
+    _binary(n) for n in ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
+)
+neg, exp, log, sqrt, square, abs, sin, cos, tanh, sigmoid, softplus, relu, hard_tanh = (  # noqa: A001
+    _unary(n)
+    for n in ("neg exp log sqrt square abs sin cos tanh sigmoid softplus relu hard_tanh".split())
+)
+
+
+def leaky_relu(x, alpha: float = 0.01) -> Tensor:
+    """x where x > 0, else alpha * x (alpha a fixed number)."""
+    return apply_elementwise("leaky_relu", x, alpha=float(alpha))
+
+
+def prelu(x, alpha) -> Tensor:
+    """x where x > 0, else alpha * x, with alpha a (learnable, broadcast) tensor."""
+    return apply_elementwise("prelu", x, alpha)

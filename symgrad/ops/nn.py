@@ -1,0 +1,198 @@
+"""Numerically stable neural-network ops: softmax, log_softmax, logsumexp, cross-entropy,
+plus mse and maxout built from other ops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import runtime
+from ..errors import ShapeError, format_shape
+from ..graph import Tensor
+from .elementwise import apply_elementwise, lift
+from .reductions import expand, max, mean, sum
+from .registry import OPS, Op, register
+from .shapes import normalize_axes, reduced_shape
+from .structural import _nb, reshape
+
+
+def _same(types, attrs):
+    return types[0].shape, types[0].dtype
+
+
+register(
+    Op(
+        "softmax",
+        infer=_same,
+        impl=lambda a, at: runtime.softmax(a[0], at["axis"]),
+        emit=lambda ctx, a, at: f"rt.softmax({a[0]}, {at['axis']!r})",
+    )
+)
+register(
+    Op(
+        "log_softmax",
+        infer=_same,
+        impl=lambda a, at: runtime.log_softmax(a[0], at["axis"]),
+        emit=lambda ctx, a, at: f"rt.log_softmax({a[0]}, {at['axis']!r})",
+    )
+)
+register(
+    Op(
+        "logsumexp",
+        infer=lambda types, at: (
+            reduced_shape(types[0].shape, at["axis"], at["keepdims"]),
+            types[0].dtype,
+        ),
+        impl=lambda a, at: np.asarray(runtime.logsumexp(a[0], at["axis"], at["keepdims"])),
+        emit=lambda ctx, a, at: f"rt.logsumexp({a[0]}, {at['axis']!r}, {at['keepdims']!r})",
+    )
+)
+
+
+def softmax(x: Tensor, axis=-1) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``axis``, computed without overflow."""
+    return x.graph.apply("softmax", [x], {"axis": normalize_axes(axis, x.ndim)})
+
+
+def log_softmax(x: Tensor, axis=-1) -> Tensor:
+    """x - logsumexp(x) along ``axis``: finite for any finite logits."""
+    return x.graph.apply("log_softmax", [x], {"axis": normalize_axes(axis, x.ndim)})
+
+
+def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    """log(sum(exp(x))) over ``axis``, computed without overflow."""
+    axes = normalize_axes(axis, x.ndim)
+    return x.graph.apply("logsumexp", [x], {"axis": axes, "keepdims": bool(keepdims)})
+
+
+def _shift(node, t):
+    return tuple(a + _nb(t, node.args[0]) for a in node.attrs["axis"])
+
+
+def _softmax_vjp(node, g, needed):
+    gs = g * node
+    return [gs - node * sum(gs, node.attrs["axis"], keepdims=True)]
+
+
+def _softmax_jvp(node, tangents):
+    (t,) = tangents
+    return None if t is None else node * (t - sum(node * t, _shift(node, t), keepdims=True))
+
+
+def _log_softmax_vjp(node, g, needed):
+    (x,) = node.args
+    axes = node.attrs["axis"]
+    return [g - softmax(x, axes) * sum(g, axes, keepdims=True)]
+
+
+def _log_softmax_jvp(node, tangents):
+    (t,) = tangents
+    if t is None:
+        return None
+    s = softmax(node.args[0], node.attrs["axis"])
+    return t - sum(s * t, _shift(node, t), keepdims=True)
+
+
+def _logsumexp_vjp(node, g, needed):
+    (x,) = node.args
+    axes = node.attrs["axis"]
+    return [expand(g, x, axes, node.attrs["keepdims"]) * softmax(x, axes)]
+
+
+def _logsumexp_jvp(node, tangents):
+    (t,) = tangents
+    if t is None:
+        return None
+    s = softmax(node.args[0], node.attrs["axis"])
+    return sum(s * t, _shift(node, t), node.attrs["keepdims"])
+
+
+OPS["softmax"].vjp, OPS["softmax"].jvp = _softmax_vjp, _softmax_jvp
+OPS["log_softmax"].vjp, OPS["log_softmax"].jvp = _log_softmax_vjp, _log_softmax_jvp
+OPS["logsumexp"].vjp, OPS["logsumexp"].jvp = _logsumexp_vjp, _logsumexp_jvp
+
+
+# ---- cross-entropy with integer labels ---------------------------------------------------------
+def _infer_xent(types, attrs):
+    z, y = types
+    if len(z.shape) < 1 or tuple(y.shape) != tuple(z.shape[:-1]):
+        raise ShapeError(
+            f"cross_entropy: labels {format_shape(y.shape)} must have the logits' shape "
+            f"{format_shape(z.shape)} without its last (class) axis"
+        )
+    if not np.issubdtype(np.dtype(y.dtype), np.integer):
+        raise ShapeError(f"cross_entropy: labels must be integers, got {y.dtype}")
+    return z.shape[:-1], z.dtype
+
+
+register(
+    Op(
+        "cross_entropy",
+        infer=_infer_xent,
+        impl=lambda a, at: np.asarray(runtime.cross_entropy(a[0], a[1])),
+        emit=lambda ctx, a, at: f"rt.cross_entropy({a[0]}, {a[1]})",
+        arity=(2, 2),
+    )
+)
+
+
+def _infer_one_hot(types, attrs):
+    (y,) = types
+    return tuple(y.shape) + (attrs["depth"],), attrs["dtype"]
+
+
+register(
+    Op(
+        "one_hot",
+        infer=_infer_one_hot,
+        impl=lambda a, at: runtime.one_hot(a[0], at["depth"], at["dtype"]),
+        emit=lambda ctx, a, at: f"rt.one_hot({a[0]}, {at['depth']!r}, {ctx.literal(at['dtype'])})",
+        differentiable=False,
+    )
+)
+
+
+def one_hot(labels: Tensor, depth: int, dtype: str = "float64") -> Tensor:
+    return labels.graph.apply("one_hot", [labels], {"depth": int(depth), "dtype": dtype})
+
+
+def _xent_residual(node) -> Tensor:
+    """softmax(z) - one_hot(y): d loss / d logits per example."""
+    z, y = node.args
+    return softmax(z, -1) - one_hot(y, z.shape[-1], z.dtype)
+
+
+def _xent_vjp(node, g, needed):
+    return [reshape(g, g.shape + (1,)) * _xent_residual(node), None]
+
+
+def _xent_jvp(node, tangents):
+    t, _ = tangents
+    return None if t is None else sum(_xent_residual(node) * t, -1)
+
+
+OPS["cross_entropy"].vjp, OPS["cross_entropy"].jvp = _xent_vjp, _xent_jvp
+
+
+def cross_entropy(logits: Tensor, labels) -> Tensor:
+    """Per-example softmax cross-entropy of ``logits`` (..., classes) against integer labels.
+
+    Returns the logits' shape without the class axis (PyTorch's ``reduction="none"``).
+    """
+    (logits, labels) = lift(logits, labels)
+    if logits.ndim and isinstance(logits.shape[-1], str):
+        raise ShapeError("cross_entropy needs a concrete number of classes")
+    return logits.graph.apply("cross_entropy", [logits, labels])
+
+
+def mse(pred, target) -> Tensor:
+    """Mean squared error over all elements (a scalar)."""
+    d = apply_elementwise("sub", pred, target)
+    return mean(apply_elementwise("square", d))
+
+
+def maxout(x: Tensor, pieces: int) -> Tensor:
+    """Max over groups of ``pieces`` consecutive units of the last axis: (..., n*k) -> (..., n)."""
+    last = x.shape[-1]
+    if isinstance(last, str) or last % pieces:
+        raise ShapeError(f"maxout: last dim {last!r} is not a multiple of {pieces}")
+    return max(reshape(x, x.shape[:-1] + (last // pieces, pieces)), -1)

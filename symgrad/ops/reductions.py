@@ -1,0 +1,146 @@
+"""Reductions over axes: sum, mean, max, min (axis None | int | tuple, keepdims)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..graph import Tensor
+from .registry import OPS, Op, register
+from .shapes import normalize_axes, reduced_shape
+from .structural import _nb, broadcast_to, cast, equal, reshape
+
+_NUMPY = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+
+
+def _infer(types, attrs):
+    (x,) = types
+    axes = attrs["axis"]
+    if attrs.get("nonempty") and any(x.shape[a] == 0 for a in axes):
+        raise ShapeError(f"max/min over an empty axis {axes} of shape {x.shape}")
+    return reduced_shape(x.shape, axes, attrs["keepdims"]), x.dtype
+
+
+def _register(name):
+    fn = _NUMPY[name]
+    register(
+        Op(
+            name,
+            infer=_infer,
+            impl=lambda a, at: np.asarray(fn(a[0], axis=at["axis"], keepdims=at["keepdims"])),
+            emit=lambda ctx, a, at: (
+                f"np.{name}({a[0]}, axis={at['axis']!r}, keepdims={at['keepdims']!r})"
+            ),
+        )
+    )
+
+    def reduce(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        axes = normalize_axes(axis, x.ndim)
+        if not axes and name != "mean":
+            return x
+        attrs = {"axis": axes, "keepdims": bool(keepdims)}
+        if name in ("max", "min"):
+            attrs["nonempty"] = True
+        return x.graph.apply(name, [x], attrs)
+
+    reduce.__name__ = name
+    reduce.__doc__ = f"{name} over ``axis`` (None = all), keeping reduced axes if ``keepdims``."
+    return reduce
+
+
+sum = _register("sum")  # noqa: A001
+mean = _register("mean")
+max = _register("max")  # noqa: A001
+min = _register("min")  # noqa: A001
+
+
+def expand(g: Tensor, x: Tensor, axes, keepdims: bool) -> Tensor:
+    """Broadcast a reduced value back to x's shape."""
+    if not keepdims:
+        g = reshape(g, reduced_shape(x.shape, axes, True))
+    return broadcast_to(g, x.shape)
+
+
+# ---- numel: the (possibly symbolic) element count of some dims, for mean ----------------
+register(
+    Op(
+        "numel",
+        infer=lambda types, at: ((), at["dtype"]),
+        impl=lambda a, at: np.array(np.prod(at["dims"], dtype=np.int64), dtype=at["dtype"]),
+        emit=lambda ctx, a, at: (
+            f"np.asarray(np.prod({ctx.shape(at['dims'])}), dtype={ctx.literal(at['dtype'])})"
+        ),
+        arity=(0, 0),
+        shape_attrs=("dims",),
+    )
+)
+
+
+def count(x: Tensor, axes) -> float | Tensor:
+    """Number of elements of x over ``axes``: a number, or a node when a dim is symbolic."""
+    dims = tuple(x.shape[a] for a in axes)
+    if not any(isinstance(d, str) for d in dims):
+        return float(np.prod(dims, dtype=np.int64))
+    return x.graph.apply("numel", [], {"dims": dims, "dtype": x.dtype})
+
+
+# ---- derivatives ----------------------------------------------------------------------------
+def _sum_vjp(node, g, needed):
+    (x,) = node.args
+    return [expand(g, x, node.attrs["axis"], node.attrs["keepdims"])]
+
+
+def _mean_vjp(node, g, needed):
+    (x,) = node.args
+    n = count(x, node.attrs["axis"])
+    return [expand(g / n, x, node.attrs["axis"], node.attrs["keepdims"])]
+
+
+def _shifted(node, t):
+    (x,) = node.args
+    nb = _nb(t, x)
+    return tuple(a + nb for a in node.attrs["axis"])
+
+
+def _sum_jvp(node, tangents):
+    (t,) = tangents
+    return None if t is None else sum(t, _shifted(node, t), node.attrs["keepdims"])
+
+
+def _mean_jvp(node, tangents):
+    (t,) = tangents
+    return None if t is None else mean(t, _shifted(node, t), node.attrs["keepdims"])
+
+
+def _argmax_weights(node) -> Tensor:
+    """Where x attains its max/min, 1/(number of ties); 0 elsewhere."""
+    (x,) = node.args
+    axes, keepdims = node.attrs["axis"], node.attrs["keepdims"]
+    hit = cast(equal(x, expand(node, x, axes, keepdims)), x.dtype)
+    return hit / expand(sum(hit, axes, keepdims=True), x, axes, True)
+
+
+def _extreme_vjp(node, g, needed):
+    (x,) = node.args
+    return [expand(g, x, node.attrs["axis"], node.attrs["keepdims"]) * _argmax_weights(node)]
+
+
+def _extreme_jvp(node, tangents):
+    (t,) = tangents
+    if t is None:
+        return None
+    return sum(t * _argmax_weights(node), _shifted(node, t), node.attrs["keepdims"])
+
+
+OPS["sum"].vjp, OPS["sum"].jvp = _sum_vjp, _sum_jvp
+OPS["mean"].vjp, OPS["mean"].jvp = _mean_vjp, _mean_jvp
+for _name in ("max", "min"):
+    OPS[_name].vjp, OPS[_name].jvp = _extreme_vjp, _extreme_jvp
+
+
+def zeros_like(x: Tensor) -> Tensor:
+    return broadcast_to(x.graph.constant(np.zeros((), dtype=x.dtype)), x.shape)
+
+
+def ones_like(x: Tensor) -> Tensor:
+    return broadcast_to(x.graph.constant(np.ones((), dtype=x.dtype)), x.shape)

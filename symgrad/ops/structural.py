@@ -1,0 +1,568 @@
+"""Structural ops: leaves, reshape, transpose, broadcast, indexing, concatenate, where,
+comparisons, cast and stop_gradient, each with its shape rule, NumPy form and derivatives."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import runtime
+from ..errors import DifferentiationError, ShapeError, format_shape
+from ..graph import Tensor, normalize_shape
+from .elementwise import lift
+from .registry import OPS, Op, defjvp, defvjp, register
+from .shapes import broadcast_shapes, is_float, numel
+
+
+def _no_impl(arrays, attrs):  # leaves are read by the evaluator itself
+    raise AssertionError("leaf ops have no impl")
+
+
+for _leaf in ("input", "variable", "constant"):
+    register(Op(_leaf, infer=None, impl=_no_impl, emit=None, arity=(0, 0)))
+
+
+# ---- reshape ----------------------------------------------------------------------------
+def _infer_reshape(types, attrs):
+    (x,) = types
+    shape = attrs["shape"]
+    if sum(1 for d in shape if d == -1) > 1:
+        raise ShapeError(f"reshape to {shape}: at most one -1")
+    n_in, known = numel(x.shape), [d for d in shape if d != -1]
+    if -1 in shape:
+        n_known = numel(tuple(known))
+        if n_in is None or n_known is None:
+            raise ShapeError("reshape with -1 needs concrete dims; name the symbolic dim instead")
+        if n_known == 0 or n_in % n_known:
+            raise ShapeError(f"cannot reshape {format_shape(x.shape)} to {shape}")
+        shape = tuple(n_in // n_known if d == -1 else d for d in shape)
+    n_out = numel(shape)
+    if n_in is not None and n_out is not None and n_in != n_out:
+        raise ShapeError(f"cannot reshape {format_shape(x.shape)} to {format_shape(shape)}")
+    if (n_in is None) != (n_out is None) or sorted(
+        d for d in x.shape if isinstance(d, str)
+    ) != sorted(d for d in shape if isinstance(d, str)):
+        raise ShapeError(
+            f"reshape {format_shape(x.shape)} to {format_shape(shape)}: symbolic dims must be kept"
+        )
+    return shape, x.dtype
+
+
+register(
+    Op(
+        "reshape",
+        infer=_infer_reshape,
+        impl=lambda a, at: np.reshape(a[0], at["shape"]),
+        emit=lambda ctx, a, at: f"np.reshape({a[0]}, {ctx.shape(at['shape'])})",
+        shape_attrs=("shape",),
+        is_view=True,
+    )
+)
+
+
+def reshape(x: Tensor, shape) -> Tensor:
+    """Reshape (symbolic dims allowed; at most one -1 where all dims are concrete)."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    shape = tuple(-1 if d == -1 else normalize_shape((d,))[0] for d in shape)
+    if shape == x.shape:
+        return x
+    return x.graph.apply("reshape", [x], {"shape": shape})
+
+
+defvjp("reshape", lambda g, ans, x, shape: reshape(g, x.shape))
+defjvp("reshape", lambda t, ans, x, shape: reshape(t, _batch(t, x) + ans.shape))
+
+
+# ---- transpose --------------------------------------------------------------------------
+def _infer_transpose(types, attrs):
+    (x,) = types
+    axes = attrs["axes"]
+    if sorted(axes) != list(range(len(x.shape))):
+        raise ShapeError(f"transpose axes {axes} do not permute {len(x.shape)} dims")
+    return tuple(x.shape[a] for a in axes), x.dtype
+
+
+register(
+    Op(
+        "transpose",
+        infer=_infer_transpose,
+        impl=lambda a, at: np.transpose(a[0], at["axes"]),
+        emit=lambda ctx, a, at: f"np.transpose({a[0]}, {tuple(at['axes'])!r})",
+        is_view=True,
+    )
+)
+
+
+def transpose(x: Tensor, axes=None) -> Tensor:
+    """Permute axes (default: reverse them). ``x.T`` is ``transpose(x)``."""
+    nd = x.ndim
+    axes = tuple(reversed(range(nd))) if axes is None else tuple(int(a) % nd for a in axes)
+    if axes == tuple(range(nd)):
+        return x
+    return x.graph.apply("transpose", [x], {"axes": axes})
+
+
+defvjp("transpose", lambda g, ans, x, axes: transpose(g, tuple(np.argsort(axes))))
+defjvp(
+    "transpose",
+    lambda t, ans, x, axes: transpose(t, _batch_axes(t, x) + tuple(a + _nb(t, x) for a in axes)),
+)
+
+
+# ---- broadcast_to -----------------------------------------------------------------------
+def _infer_broadcast(types, attrs):
+    (x,) = types
+    shape = attrs["shape"]
+    if broadcast_shapes(x.shape, shape) != tuple(shape):
+        raise ShapeError(f"cannot broadcast {format_shape(x.shape)} to {format_shape(shape)}")
+    return tuple(shape), x.dtype
+
+
+register(
+    Op(
+        "broadcast_to",
+        infer=_infer_broadcast,
+        impl=lambda a, at: np.broadcast_to(a[0], at["shape"]),
+        emit=lambda ctx, a, at: f"np.broadcast_to({a[0]}, {ctx.shape(at['shape'])})",
+        shape_attrs=("shape",),
+        is_view=True,
+    )
+)
+
+
+def broadcast_to(x, shape) -> Tensor:
+    """Broadcast to ``shape`` (NumPy rules; dims may be symbolic)."""
+    shape = normalize_shape(shape)
+    if x.shape == shape:
+        return x
+    return x.graph.apply("broadcast_to", [x], {"shape": shape})
+
+
+defvjp("broadcast_to", lambda g, ans, x, shape: unbroadcast(g, x.shape))
+defjvp(
+    "broadcast_to",
+    lambda t, ans, x, shape: broadcast_to(expand_tangent(t, x, ans), _batch(t, x) + shape),
+)
+
+
+def unbroadcast(g: Tensor, shape) -> Tensor:
+    """Sum ``g`` over the axes along which ``shape`` was broadcast (the one place this is done)."""
+    from .reductions import sum as sum_
+
+    if g.shape == tuple(shape):
+        return g
+    lead = g.ndim - len(shape)
+    if lead < 0:
+        raise ShapeError(f"cannot unbroadcast {format_shape(g.shape)} to {format_shape(shape)}")
+    if lead:
+        g = sum_(g, tuple(range(lead)))
+    ones = tuple(i for i, d in enumerate(shape) if d == 1 and g.shape[i] != 1)
+    if ones:
+        g = sum_(g, ones, keepdims=True)
+    if g.shape != tuple(shape):
+        raise ShapeError(f"cannot unbroadcast {format_shape(g.shape)} to {format_shape(shape)}")
+    return g
+
+
+# ---- batched tangents (forward mode) -----------------------------------------------------
+def _nb(t: Tensor, x: Tensor) -> int:
+    """Number of leading batch axes a tangent of x carries."""
+    return t.ndim - x.ndim
+
+
+def _batch(t: Tensor, x: Tensor) -> tuple:
+    return t.shape[: _nb(t, x)]
+
+
+def _batch_axes(t: Tensor, x: Tensor) -> tuple:
+    return tuple(range(_nb(t, x)))
+
+
+def expand_tangent(t: Tensor, x: Tensor, out: Tensor) -> Tensor:
+    """Insert unit axes so a batched tangent of x lines up with out's trailing axes."""
+    nb, extra = _nb(t, x), out.ndim - x.ndim
+    if nb == 0 or extra <= 0:
+        return t
+    return reshape(t, t.shape[:nb] + (1,) * extra + x.shape)
+
+
+# ---- getitem and its transpose ------------------------------------------------------------
+def _index_items(index, graph) -> tuple[tuple, list[Tensor]]:
+    """Canonical, hashable index spec plus the integer index tensors it refers to."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    spec, tensors = [], []
+    for item in index:
+        if item is None:
+            spec.append(("newaxis",))
+        elif item is Ellipsis:
+            spec.append(("ellipsis",))
+        elif isinstance(item, slice):
+            for v in (item.start, item.stop, item.step):
+                if v is not None and not isinstance(v, (int, np.integer)):
+                    raise ShapeError(f"slice bounds must be ints, got {item}")
+            spec.append(
+                (
+                    "slice",
+                    *(None if v is None else int(v) for v in (item.start, item.stop, item.step)),
+                )
+            )
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            spec.append(("int", int(item)))
+        else:
+            t = item if isinstance(item, Tensor) else graph.constant(np.asarray(item))
+            if not np.issubdtype(np.dtype(t.dtype), np.integer):
+                raise ShapeError(
+                    f"index arrays must be integers (got {t.dtype}); boolean masks give "
+                    "data-dependent shapes: use sg.where"
+                )
+            spec.append(("tensor", len(tensors)))
+            tensors.append(t)
+    return tuple(spec), tensors
+
+
+def _python_index(spec, arrays):
+    out = []
+    for item in spec:
+        kind = item[0]
+        if kind == "newaxis":
+            out.append(None)
+        elif kind == "ellipsis":
+            out.append(Ellipsis)
+        elif kind == "slice":
+            out.append(slice(*item[1:]))
+        elif kind == "int":
+            out.append(item[1])
+        else:
+            out.append(arrays[item[1]])
+    return tuple(out)
+
+
+def _index_source(spec, names):
+    parts = []
+    for item in spec:
+        kind = item[0]
+        if kind == "newaxis":
+            parts.append("None")
+        elif kind == "ellipsis":
+            parts.append("...")
+        elif kind == "slice":
+            parts.append(":".join("" if v is None else repr(v) for v in item[1:]))
+        elif kind == "int":
+            parts.append(repr(item[1]))
+        else:
+            parts.append(names[item[1]])
+    return ", ".join(parts) + ("," if len(parts) == 1 else "")
+
+
+def _indexed_shape(x_shape, index_shapes, spec):
+    """Result shape of x[spec] (symbolic dims kept where they pass through untouched)."""
+    names = sorted({d for s in (x_shape, *index_shapes) for d in s if isinstance(d, str)})
+    results = []
+    for base in (53, 71):  # two different sizes for every symbolic dim
+        size = {n: base + 2 * k for k, n in enumerate(names)}
+
+        def conc(shape, size=size):
+            return tuple(size.get(d, d) if isinstance(d, str) else d for d in shape)
+
+        dummy = np.broadcast_to(np.zeros((), dtype=bool), conc(x_shape))
+        idx = _python_index(spec, [np.zeros(conc(s), dtype=np.intp) for s in index_shapes])
+        try:
+            results.append((dummy[idx].shape, size))
+        except IndexError as e:
+            raise ShapeError(
+                f"index {_index_source(spec, ['i'] * 9)} on {format_shape(x_shape)}: {e}"
+            ) from None
+    (sa, size_a), (sb, size_b) = results
+    out = []
+    for da, db in zip(sa, sb):
+        if da == db:
+            out.append(da)
+            continue
+        name = next((n for n in names if size_a[n] == da and size_b[n] == db), None)
+        if name is None:
+            raise ShapeError(
+                f"index on {format_shape(x_shape)} gives a size that depends on a symbolic dim; "
+                "slice symbolic dims only with ':'"
+            )
+        out.append(name)
+    return tuple(out)
+
+
+def _infer_getitem(types, attrs):
+    x, *idx = types
+    return _indexed_shape(x.shape, [t.shape for t in idx], attrs["index"]), x.dtype
+
+
+register(
+    Op(
+        "getitem",
+        infer=_infer_getitem,
+        impl=lambda a, at: a[0][_python_index(at["index"], a[1:])],
+        emit=lambda ctx, a, at: f"{a[0]}[{_index_source(at['index'], a[1:])}]",
+        arity=(1, None),
+        is_view=True,
+    )
+)
+
+
+def getitem(x: Tensor, index) -> Tensor:
+    """NumPy basic and integer-array indexing: ints, slices, None, ..., integer arrays/Tensors."""
+    spec, tensors = _index_items(index, x.graph)
+    return x.graph.apply("getitem", [x, *tensors], {"index": spec})
+
+
+def _infer_scatter(types, attrs):
+    g, *idx = types
+    shape = attrs["shape"]
+    expect = _indexed_shape(shape, [t.shape for t in idx], attrs["index"])
+    if broadcast_shapes(g.shape, expect) != expect:
+        raise ShapeError(f"index_add of {format_shape(g.shape)} into {format_shape(shape)}")
+    return tuple(shape), g.dtype
+
+
+register(
+    Op(
+        "index_add",
+        infer=_infer_scatter,
+        impl=lambda a, at: runtime.index_add(
+            at["shape"], _python_index(at["index"], a[1:]), a[0], a[0].dtype
+        ),
+        emit=lambda ctx, a, at: (
+            f"rt.index_add({ctx.shape(at['shape'])}, np.s_[{_index_source(at['index'], a[1:])}], "
+            f"{a[0]}, {a[0]}.dtype)"
+        ),
+        arity=(1, None),
+        shape_attrs=("shape",),
+    )
+)
+
+
+def index_add(g: Tensor, shape, index_spec, index_tensors) -> Tensor:
+    """Zeros of ``shape`` with ``g`` added at the index (the transpose of getitem)."""
+    return g.graph.apply(
+        "index_add", [g, *index_tensors], {"shape": tuple(shape), "index": index_spec}
+    )
+
+
+defvjp("getitem", lambda g, ans, x, *idx, index: index_add(g, x.shape, index, idx))
+defvjp("index_add", lambda g, ans, src, *idx, shape, index: getitem(g, _python_index(index, idx)))
+defjvp(
+    "getitem",
+    lambda t, ans, x, *idx, index: getitem(t, _batched_index(t, x, index, idx)),
+)
+defjvp(
+    "index_add",
+    lambda t, ans, src, *idx, shape, index: index_add(
+        t,
+        _batch(t, src) + tuple(shape),
+        ((("slice", None, None, None),) * _nb(t, src)) + index,
+        idx,
+    ),
+)
+
+
+def _batched_index(t, x, index, idx):
+    return (slice(None),) * _nb(t, x) + _python_index(index, idx)
+
+
+# ---- concatenate ----------------------------------------------------------------------------
+def _infer_concat(types, attrs):
+    axis = attrs["axis"]
+    first = types[0].shape
+    total = 0
+    for t in types:
+        if len(t.shape) != len(first) or any(
+            d != e for i, (d, e) in enumerate(zip(t.shape, first)) if i != axis
+        ):
+            shown = ", ".join(format_shape(t.shape) for t in types)
+            raise ShapeError(f"concatenate on axis {axis}: shapes {shown} differ off that axis")
+        if isinstance(t.shape[axis], str):
+            raise ShapeError("concatenate along a symbolic dim is not supported")
+        total += t.shape[axis]
+    dtype = np.result_type(*[np.dtype(t.dtype) for t in types]).name
+    return first[:axis] + (total,) + first[axis + 1 :], dtype
+
+
+register(
+    Op(
+        "concatenate",
+        infer=_infer_concat,
+        impl=lambda a, at: np.concatenate(a, axis=at["axis"]),
+        emit=lambda ctx, a, at: f"np.concatenate(({', '.join(a)},), axis={at['axis']!r})",
+        arity=(1, None),
+    )
+)
+
+
+def concatenate(xs, axis: int = 0) -> Tensor:
+    xs = lift(*xs)
+    nd = xs[0].ndim
+    if not -nd <= axis < nd:
+        raise ShapeError(f"concatenate axis {axis} out of range for {nd}-d inputs")
+    return xs[0].graph.apply("concatenate", xs, {"axis": axis % nd})
+
+
+def _concat_vjp(node, g, needed):
+    axis = node.attrs["axis"]
+    out, start = [], 0
+    for x, need in zip(node.args, needed):
+        stop = start + x.shape[axis]
+        out.append(getitem(g, (slice(None),) * axis + (slice(start, stop),)) if need else None)
+        start = stop
+    return out
+
+
+def _concat_jvp(node, tangents):
+    from .reductions import zeros_like
+
+    if all(t is None for t in tangents):
+        return None
+    ref = next(t for t, x in zip(tangents, node.args) if t is not None)
+    nb = _nb(ref, node.args[tangents.index(ref)])
+    parts = [
+        t if t is not None else broadcast_to(zeros_like(x), ref.shape[:nb] + x.shape)
+        for t, x in zip(tangents, node.args)
+    ]
+    return concatenate(parts, axis=node.attrs["axis"] + nb)
+
+
+OPS["concatenate"].vjp = _concat_vjp
+OPS["concatenate"].jvp = _concat_jvp
+
+
+# ---- where --------------------------------------------------------------------------------
+def _infer_where(types, attrs):
+    c, a, b = types
+    if c.dtype != "bool":
+        raise ShapeError(f"where's condition must be bool, got {c.dtype}")
+    shape = broadcast_shapes(c.shape, a.shape, b.shape)
+    return shape, np.result_type(np.dtype(a.dtype), np.dtype(b.dtype)).name
+
+
+register(
+    Op(
+        "where",
+        infer=_infer_where,
+        impl=lambda a, at: np.where(*a),
+        emit=lambda ctx, a, at: f"np.where({a[0]}, {a[1]}, {a[2]})",
+        arity=(3, 3),
+    )
+)
+
+
+def where(cond, a, b) -> Tensor:
+    """Elementwise choice: a where cond is true, else b (broadcasting)."""
+    c, a, b = lift(cond, a, b)
+    return c.graph.apply("where", [c, a, b])
+
+
+defvjp(
+    "where",
+    None,
+    lambda g, ans, c, a, b: where(c, g, 0.0),
+    lambda g, ans, c, a, b: where(c, 0.0, g),
+)
+defjvp(
+    "where",
+    None,
+    lambda t, ans, c, a, b: where(c, expand_tangent(t, a, ans), 0.0),
+    lambda t, ans, c, a, b: where(c, 0.0, expand_tangent(t, b, ans)),
+)
+
+
+# ---- comparisons ----------------------------------------------------------------------------
+COMPARISONS = {
+    "less": ("<", np.less),
+    "less_equal": ("<=", np.less_equal),
+    "greater": (">", np.greater),
+    "greater_equal": (">=", np.greater_equal),
+    "equal": ("==", np.equal),
+    "not_equal": ("!=", np.not_equal),
+}
+
+
+def _infer_compare(types, attrs):
+    return broadcast_shapes(*[t.shape for t in types]), "bool"
+
+
+def _compare_op(name, symbol, fn):
+    register(
+        Op(
+            name,
+            infer=_infer_compare,
+            impl=lambda a, at: fn(a[0], a[1]),
+            emit=lambda ctx, a, at: f"({a[0]} {symbol} {a[1]})",
+            arity=(2, 2),
+            differentiable=False,
+        )
+    )
+
+    def compare(a, b) -> Tensor:
+        a, b = lift(a, b)
+        return a.graph.apply(name, [a, b])
+
+    compare.__name__ = name
+    compare.__doc__ = f"Elementwise a {symbol} b (bool, not differentiable)."
+    return compare
+
+
+less, less_equal, greater, greater_equal, equal, not_equal = (
+    _compare_op(name, sym, fn) for name, (sym, fn) in COMPARISONS.items()
+)
+
+
+# ---- cast and stop_gradient ------------------------------------------------------------------
+register(
+    Op(
+        "cast",
+        infer=lambda types, at: (types[0].shape, at["dtype"]),
+        impl=lambda a, at: a[0].astype(at["dtype"]),
+        emit=lambda ctx, a, at: f"{a[0]}.astype({ctx.literal(at['dtype'])})",
+    )
+)
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    dtype = np.dtype(dtype).name
+    if x.dtype == dtype:
+        return x
+    return x.graph.apply("cast", [x], {"dtype": dtype})
+
+
+def _check_cast(ans, x, dtype):
+    if not (is_float(x.dtype) and is_float(dtype)):
+        raise DifferentiationError(
+            f"cannot differentiate through cast {x.dtype} -> {dtype} "
+            f"({ans.graph.describe(ans.node)}): integer and bool values have no derivative"
+        )
+
+
+def _cast_vjp(g, ans, x, dtype):
+    _check_cast(ans, x, dtype)
+    return cast(g, x.dtype)
+
+
+def _cast_jvp(t, ans, x, dtype):
+    _check_cast(ans, x, dtype)
+    return cast(t, dtype)
+
+
+defvjp("cast", _cast_vjp)
+defjvp("cast", _cast_jvp)
+
+register(
+    Op(
+        "stop_gradient",
+        infer=lambda types, at: (types[0].shape, types[0].dtype),
+        impl=lambda a, at: a[0],
+        emit=lambda ctx, a, at: a[0],
+        vjp=lambda node, g, needed: [None],
+        jvp=lambda node, tangents: None,
+        is_view=True,
+    )
+)
+
+
+def stop_gradient(x: Tensor) -> Tensor:
+    """x itself, with no derivative flowing through it."""
+    return x.graph.apply("stop_gradient", [x])
