@@ -12,6 +12,7 @@ from ..errors import DifferentiationError, GraphError, ShapeError, user_site
 from ..graph import Tensor
 from ..ops import get_op
 from ..ops.reductions import zeros_like
+from ..ops.shapes import compatible
 from ..ops.structural import broadcast_to
 from .reverse import _as_list, _check
 from .sweep import ancestors, dependents
@@ -56,7 +57,11 @@ def jvp(outputs, inputs, tangents, disconnected: str = "zero"):
         for x, t in zip(ins, tns):
             t = t if isinstance(t, Tensor) else graph.constant(np.asarray(t, dtype=x.dtype))
             nb = t.ndim - x.ndim
-            if nb < 0 or t.shape[nb:] != x.shape or (batch is not None and t.shape[:nb] != batch):
+            if (
+                nb < 0
+                or not compatible(t.shape[nb:], x.shape)
+                or (batch is not None and t.shape[:nb] != batch)
+            ):
                 raise ShapeError(
                     f"jvp: tangent shape {t.shape} does not fit {graph.describe(x.node)} "
                     f"(expected [batch +] {x.shape}, one batch shape for all) at {user_site()}"

@@ -14,7 +14,7 @@ from ..errors import DifferentiationError, GraphError, user_site
 from ..graph import Tensor
 from ..ops import get_op
 from ..ops.reductions import ones_like, zeros_like
-from ..ops.shapes import is_float
+from ..ops.shapes import compatible, is_float
 from ..ops.structural import unbroadcast
 from .sweep import ancestors, dependents
 
@@ -149,7 +149,7 @@ def vjp(outputs, inputs, cotangents, disconnected: str = "zero"):
         seeds: dict[Tensor, Tensor] = {}
         for o, c in zip(outs, cots):
             c = c if isinstance(c, Tensor) else graph.constant(np.asarray(c, dtype=o.dtype))
-            if c.shape != o.shape:
+            if not compatible(c.shape, o.shape):
                 from ..errors import ShapeError
 
                 raise ShapeError(

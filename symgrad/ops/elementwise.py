@@ -97,8 +97,9 @@ class _Source:
     def number(self, v):
         return f"({v!r})" if v < 0 else repr(v)
 
-    def add(self, xs):
-        return "(" + " + ".join(xs) + ")"
+    def add(self, xs, negs):
+        text = " + ".join(xs) if xs else f"-{negs.pop(0)}"
+        return "(" + text + "".join(f" - {n}" for n in negs) + ")"
 
     def mul(self, xs):
         return "(" + " * ".join(xs) + ")"
@@ -140,8 +141,9 @@ class _Values:
     def number(self, v):
         return v
 
-    def add(self, xs):
-        return functools.reduce(lambda a, b: a + b, xs)
+    def add(self, xs, negs):
+        total = functools.reduce(lambda a, b: a + b, xs) if xs else -negs.pop(0)
+        return functools.reduce(lambda a, b: a - b, negs, total)
 
     def mul(self, xs):
         return functools.reduce(lambda a, b: a * b, xs)
@@ -184,7 +186,9 @@ def _walk(e, b):
             raise GraphError(f"elementwise expression has a non-finite constant {e}")
         return b.number(float(e))
     if isinstance(e, sp.Add):
-        return b.add([_walk(a, b) for a in e.args])
+        pos = [a for a in e.args if not a.could_extract_minus_sign()]
+        neg = [-a for a in e.args if a.could_extract_minus_sign()]
+        return b.add([_walk(a, b) for a in pos], [_walk(a, b) for a in neg])
     if isinstance(e, sp.Mul):
         num, den = [], []
         for f in e.args:
@@ -283,8 +287,11 @@ def build(expr: sp.Expr, tensors: list[Tensor], like: Tensor):
     if len(free) == 1 and expr == free[0]:
         return tensors[_index_of(free[0])]
     used = [tensors[_index_of(s)] for s in free]
-    relabeled = expr.xreplace({s: sym(k) for k, s in enumerate(free)})
-    return like.graph.apply("expr", used, {"expr": relabeled})
+    attrs = {"expr": expr.xreplace({s: sym(k) for k, s in enumerate(free)})}
+    # keep the dtype of the op being differentiated (where(c, 1, 0) alone would give int64)
+    if _result_dtype("expr", tuple(t.dtype for t in used), _frozen(attrs)) != like.dtype:
+        attrs["dtype"] = like.dtype
+    return like.graph.apply("expr", used, attrs)
 
 
 def partial(node: Tensor, i: int):
@@ -327,6 +334,8 @@ def _jvp(node, tangents):
 def _infer_for(op_name: str):
     def infer(types, attrs):
         shape = broadcast_shapes(*[t.shape for t in types])
+        if "dtype" in attrs:
+            return shape, attrs["dtype"]
         return shape, _result_dtype(op_name, tuple(t.dtype for t in types), _frozen(attrs))
 
     return infer
@@ -344,7 +353,8 @@ def _result_dtype(op_name: str, dtypes: tuple, attrs: tuple) -> str:
 def _impl_for(op_name: str):
     def impl(arrays, attrs):
         expr = _named_expression(op_name, len(arrays), _frozen(attrs))
-        return to_values(expr, list(arrays))
+        out = to_values(expr, list(arrays))
+        return out.astype(attrs["dtype"], copy=False) if "dtype" in attrs else out
 
     return impl
 
@@ -353,7 +363,10 @@ def _emit_for(op_name: str, template: str | None):
     def emit(ctx, args, attrs):
         if template is not None:
             return template.format(*args, **{k: ctx.literal(v) for k, v in attrs.items()})
-        return to_source(_named_expression(op_name, len(args), _frozen(attrs)), args)
+        src = to_source(_named_expression(op_name, len(args), _frozen(attrs)), args)
+        if "dtype" in attrs:
+            return f"np.asarray({src}, dtype={ctx.literal(attrs['dtype'])})"
+        return src
 
     return emit
 

@@ -8,7 +8,7 @@ from ..errors import ShapeError, format_shape
 from ..graph import Tensor
 from .elementwise import lift
 from .registry import Op, defjvp, defvjp, register
-from .shapes import broadcast_shapes
+from .shapes import broadcast_shapes, same_dim
 from .structural import reshape, transpose
 
 
@@ -16,7 +16,7 @@ def _infer_matmul(types, attrs):
     a, b = types
     if len(a.shape) < 2 or len(b.shape) < 2:
         raise ShapeError("the matmul node takes operands of 2 or more dims")
-    if a.shape[-1] != b.shape[-2]:
+    if not same_dim(a.shape[-1], b.shape[-2]):
         raise ShapeError(
             f"matmul {format_shape(a.shape)} @ {format_shape(b.shape)}: "
             f"inner dims {a.shape[-1]!r} and {b.shape[-2]!r} differ"

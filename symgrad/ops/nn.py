@@ -11,7 +11,7 @@ from ..graph import Tensor
 from .elementwise import apply_elementwise, lift
 from .reductions import expand, max, mean, sum
 from .registry import OPS, Op, register
-from .shapes import normalize_axes, reduced_shape
+from .shapes import compatible, normalize_axes, reduced_shape
 from .structural import _nb, reshape
 
 
@@ -114,7 +114,7 @@ OPS["logsumexp"].vjp, OPS["logsumexp"].jvp = _logsumexp_vjp, _logsumexp_jvp
 # ---- cross-entropy with integer labels ---------------------------------------------------------
 def _infer_xent(types, attrs):
     z, y = types
-    if len(z.shape) < 1 or tuple(y.shape) != tuple(z.shape[:-1]):
+    if len(z.shape) < 1 or not compatible(y.shape, z.shape[:-1]):
         raise ShapeError(
             f"cross_entropy: labels {format_shape(y.shape)} must have the logits' shape "
             f"{format_shape(z.shape)} without its last (class) axis"

@@ -24,8 +24,10 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
             d = s[j]
             if d == 1 or d == dim:
                 continue
-            if dim == 1:
-                dim = d
+            if dim == 1 or (isinstance(dim, str) and isinstance(d, int)):
+                dim = d  # a symbolic dim meeting a concrete one must have that size at run time
+            elif isinstance(d, str) and isinstance(dim, int):
+                continue
             else:
                 shown = ", ".join(format_shape(s) for s in shapes)
                 raise ShapeError(f"shapes {shown} do not broadcast: dim {dim!r} vs {d!r}")
@@ -75,3 +77,15 @@ def result_dtype(*dtypes: str) -> str:
 
 def is_float(dtype: str) -> bool:
     return np.issubdtype(np.dtype(dtype), np.floating)
+
+
+def compatible(a: Shape, b: Shape) -> bool:
+    """Same rank and equal dims wherever both are concrete."""
+    return len(a) == len(b) and all(
+        x == y or isinstance(x, str) or isinstance(y, str) for x, y in zip(a, b)
+    )
+
+
+def same_dim(a, b) -> bool:
+    """Dims that can be equal at run time (a symbolic dim matches any size)."""
+    return a == b or isinstance(a, str) or isinstance(b, str)

@@ -10,7 +10,7 @@ from ..errors import DifferentiationError, ShapeError, format_shape
 from ..graph import Tensor, normalize_shape
 from .elementwise import lift
 from .registry import OPS, Op, defjvp, defvjp, register
-from .shapes import broadcast_shapes, is_float, numel
+from .shapes import broadcast_shapes, compatible, is_float, numel, same_dim
 
 
 def _no_impl(arrays, attrs):  # leaves are read by the evaluator itself
@@ -158,7 +158,7 @@ def unbroadcast(g: Tensor, shape) -> Tensor:
     ones = tuple(i for i, d in enumerate(shape) if d == 1 and g.shape[i] != 1)
     if ones:
         g = sum_(g, ones, keepdims=True)
-    if g.shape != tuple(shape):
+    if not compatible(g.shape, tuple(shape)):
         raise ShapeError(f"cannot unbroadcast {format_shape(g.shape)} to {format_shape(shape)}")
     return g
 
@@ -372,7 +372,7 @@ def _infer_concat(types, attrs):
     total = 0
     for t in types:
         if len(t.shape) != len(first) or any(
-            d != e for i, (d, e) in enumerate(zip(t.shape, first)) if i != axis
+            not same_dim(d, e) for i, (d, e) in enumerate(zip(t.shape, first)) if i != axis
         ):
             shown = ", ".join(format_shape(t.shape) for t in types)
             raise ShapeError(f"concatenate on axis {axis}: shapes {shown} differ off that axis")
