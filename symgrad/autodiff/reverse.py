@@ -63,9 +63,10 @@ def _accumulate(cts: dict[int, Tensor], n: int, c: Tensor) -> None:
 
 
 def _as_list(x) -> tuple[list, bool]:
-    if isinstance(x, Tensor):
-        return [x], True
-    return list(x), False
+    """(items, was_single): a Tensor or an array is one item; a list or tuple is many."""
+    if isinstance(x, (list, tuple)):
+        return list(x), False
+    return [x], True
 
 
 def _finish(graph, wrt: list[Tensor], cts: dict[int, Tensor], disconnected: str) -> list[Tensor]:
