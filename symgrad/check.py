@@ -30,7 +30,7 @@ class CheckRecord:
 
 def numeric_grad(f: Tensor, feed: dict, x: Tensor, eps: float = 1e-6) -> np.ndarray:
     """Central-difference gradient of the scalar ``f`` with respect to the fed input ``x``."""
-    base = {k: np.array(v, dtype=np.float64, copy=True) for k, v in feed.items()}
+    base = {k: np.array(v, copy=True) for k, v in feed.items()}
     key = next(k for k in base if (k if isinstance(k, Tensor) else f.graph[k]) == x)
     g = np.zeros_like(base[key])
     flat, gflat = base[key].reshape(-1), g.reshape(-1)

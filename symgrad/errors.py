@@ -36,12 +36,23 @@ class GradientCheckError(SymgradError, AssertionError):
     """`check_grads` found symbolic and numeric derivatives that disagree."""
 
 
+_INSIDE: dict[str, bool] = {}  # code filename -> is it a module of the symgrad package
+
+
+def _inside(filename: str) -> bool:
+    hit = _INSIDE.get(filename)
+    if hit is None:
+        # abspath is slow and this runs for every node built: cache it per file
+        hit = _INSIDE[filename] = os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep)
+    return hit
+
+
 def user_site() -> str:
-    """file:line of the innermost caller outside the symgrad package (and outside tests of it)."""
+    """file:line of the innermost caller outside the symgrad package."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not os.path.abspath(filename).startswith(_PACKAGE_DIR):
+        if not _inside(filename):
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"

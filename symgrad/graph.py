@@ -75,16 +75,19 @@ class Graph:
     # ---- leaves -----------------------------------------------------------------------
     def input(self, name: str, shape: Any = (), dtype: str = "float64") -> Tensor:
         """A value supplied at call time. Dims are ints or symbolic names such as "batch"."""
-        return self._leaf("input", name, normalize_shape(shape), _dtype_name(dtype), {})
+        dtype = _numeric(_dtype(dtype), f"input {name!r}")
+        return self._leaf("input", name, normalize_shape(shape), dtype, {})
 
     def variable(self, name: str, value: Any, dtype: str | None = None) -> Tensor:
         """A value held by the graph between calls and updatable by a compiled Function."""
-        value = np.array(value, dtype=dtype, copy=True)
+        with self.transaction():  # NumPy may index a Tensor found in value before failing
+            value = _array(value, dtype, f"variable {name!r}")
         return self._leaf("variable", name, value.shape, value.dtype.name, {"value": value})
 
     def constant(self, value: Any, dtype: str | None = None, name: str | None = None) -> Tensor:
         """A fixed value. Equal constants are one node."""
-        value = np.array(value, dtype=dtype, copy=True)
+        with self.transaction():  # NumPy may index a Tensor found in value before failing
+            value = _array(value, dtype, "constant" if name is None else f"constant {name!r}")
         value.flags.writeable = False
         attrs = {"value": value}
         key = ("constant", freeze(attrs))
@@ -111,9 +114,8 @@ class Graph:
     # ---- applying ops -----------------------------------------------------------------
     def apply(self, op: str, args: Sequence[Tensor], attrs: dict | None = None) -> Tensor:
         """The node ``op(*args)`` with static parameters ``attrs``; an existing one if equal."""
-        from .ops.registry import get_op
+        from .ops.registry import OPS
 
-        spec = get_op(op)
         attrs = dict(attrs or {})
         for a in args:
             if not isinstance(a, Tensor) or a.graph is not self:
@@ -121,6 +123,10 @@ class Graph:
                     f"{op}: argument {a!r} is not a Tensor of this graph; at {user_site()}"
                 )
         arg_ids = tuple(a.node for a in args)
+        spec = OPS.get(op) if isinstance(op, str) else None
+        if spec is None or spec.infer is None:  # leaves are made by input/variable/constant
+            what = "unknown op" if spec is None else "leaf op"
+            raise GraphError(f"{what} {op!r} in {self._describe_call(op, arg_ids)}")
         key = (op, freeze(attrs), arg_ids)
         hit = self._cons.get(key)
         if hit is not None:
@@ -129,8 +135,8 @@ class Graph:
         spec.check_arity(len(types), lambda: self._describe_call(op, arg_ids))
         try:
             shape, dtype = spec.infer(types, attrs)
-        except ShapeError as e:
-            raise ShapeError(f"{e}\n  in {self._describe_call(op, arg_ids)}") from None
+        except SymgradError as e:
+            raise type(e)(f"{e}\n  in {self._describe_call(op, arg_ids)}") from None
         n = self._add_node(op, attrs, tuple(shape), _dtype_name(dtype), arg_ids, None)
         self._cons[key] = n
         return Tensor(self, n)
@@ -153,11 +159,13 @@ class Graph:
     # ---- reading ----------------------------------------------------------------------
     def args(self, n: int) -> list[int]:
         """Argument node ids of node ``n``, in position order."""
-        edges = sorted((pos, a) for a, _, pos in self.nx.in_edges(n, data="pos"))
+        # straight from the adjacency dicts: every pass over the graph calls this per node
+        edges = [(d["pos"], a) for a, keyed in self.nx._pred[n].items() for d in keyed.values()]
+        edges.sort()
         return [a for _, a in edges]
 
     def type_of(self, n: int) -> ArgType:
-        d = self.nx.nodes[n]
+        d = self.nx._node[n]  # the attribute dict itself, without building a view
         return ArgType(d["shape"], d["dtype"])
 
     def tensor(self, n: int) -> Tensor:
@@ -201,8 +209,17 @@ class Graph:
 
     # ---- networkx import / export -----------------------------------------------------
     def to_networkx(self) -> nx.MultiDiGraph:
-        """A copy of the graph as a networkx.MultiDiGraph (same node ids and attributes)."""
-        return self.nx.copy()
+        """A copy of the graph as a networkx.MultiDiGraph (same node ids and attributes).
+
+        Editing the copy never changes this graph: ``attrs`` dicts are copied and so are the
+        variables' arrays (a snapshot of their current values).
+        """
+        G = self.nx.copy()
+        for d in G.nodes.values():
+            d["attrs"] = dict(d["attrs"])
+            if d["op"] == "variable":
+                d["attrs"]["value"] = d["attrs"]["value"].copy()
+        return G
 
     @classmethod
     def from_networkx(cls, G: nx.MultiDiGraph) -> Graph:
@@ -236,7 +253,7 @@ class Tensor:
 
     @property
     def _data(self) -> dict:
-        return self.graph.nx.nodes[self.node]
+        return self.graph.nx._node[self.node]
 
     @property
     def shape(self) -> Shape:
@@ -283,6 +300,11 @@ class Tensor:
             "use sg.where for data-dependent choices"
         )
 
+    def __iter__(self) -> Iterator[Tensor]:
+        """The slices along the first axis (which must be concrete)."""
+        for i in range(len(self)):
+            yield self[i]
+
     def __len__(self) -> int:
         if not self.shape:
             raise ShapeError(f"len() of a 0-d tensor {self!r}")
@@ -291,94 +313,122 @@ class Tensor:
         return self.shape[0]
 
     # ---- operators (definitions live in symgrad.ops) ---------------------------------
+    def _op(self, name: str, *args) -> Tensor:
+        """``symgrad.ops.<name>(*args)``; if it raises, no half-built node stays behind and
+        the error says which call failed."""
+        graph = self.graph
+        start = graph._next_id
+        try:
+            return getattr(_ops(), name)(*args)
+        except SymgradError as e:
+            graph.rollback(start)
+            site = user_site()
+            if site in str(e):
+                raise
+            shown = ", ".join(_arg_text(a, graph) for a in args)
+            raise type(e)(f"{e}\n  in {name}({shown}) at {site}") from None
+        except BaseException:
+            graph.rollback(start)
+            raise
+
     def __add__(self, o):
-        return _ops().add(self, o)
+        return self._op("add", self, o)
 
     def __radd__(self, o):
-        return _ops().add(o, self)
+        return self._op("add", o, self)
 
     def __sub__(self, o):
-        return _ops().sub(self, o)
+        return self._op("sub", self, o)
 
     def __rsub__(self, o):
-        return _ops().sub(o, self)
+        return self._op("sub", o, self)
 
     def __mul__(self, o):
-        return _ops().mul(self, o)
+        return self._op("mul", self, o)
 
     def __rmul__(self, o):
-        return _ops().mul(o, self)
+        return self._op("mul", o, self)
 
     def __truediv__(self, o):
-        return _ops().div(self, o)
+        return self._op("div", self, o)
 
     def __rtruediv__(self, o):
-        return _ops().div(o, self)
+        return self._op("div", o, self)
 
     def __pow__(self, o):
-        return _ops().pow(self, o)
+        return self._op("pow", self, o)
 
     def __rpow__(self, o):
-        return _ops().pow(o, self)
+        return self._op("pow", o, self)
 
     def __matmul__(self, o):
-        return _ops().matmul(self, o)
+        return self._op("matmul", self, o)
 
     def __rmatmul__(self, o):
-        return _ops().matmul(o, self)
+        return self._op("matmul", o, self)
 
     def __neg__(self):
-        return _ops().neg(self)
+        return self._op("neg", self)
 
     def __pos__(self):
         return self
 
     def __abs__(self):
-        return _ops().abs(self)
+        return self._op("abs", self)
 
     def __lt__(self, o):
-        return _ops().less(self, o)
+        return self._op("less", self, o)
 
     def __le__(self, o):
-        return _ops().less_equal(self, o)
+        return self._op("less_equal", self, o)
 
     def __gt__(self, o):
-        return _ops().greater(self, o)
+        return self._op("greater", self, o)
 
     def __ge__(self, o):
-        return _ops().greater_equal(self, o)
+        return self._op("greater_equal", self, o)
 
     def __getitem__(self, index):
-        return _ops().getitem(self, index)
+        return self._op("getitem", self, index)
 
     @property
     def T(self) -> Tensor:
-        return _ops().transpose(self)
+        return self._op("transpose", self)
 
     def sum(self, axis=None, keepdims: bool = False) -> Tensor:
-        return _ops().sum(self, axis, keepdims)
+        return self._op("sum", self, axis, keepdims)
 
     def mean(self, axis=None, keepdims: bool = False) -> Tensor:
-        return _ops().mean(self, axis, keepdims)
+        return self._op("mean", self, axis, keepdims)
 
     def max(self, axis=None, keepdims: bool = False) -> Tensor:
-        return _ops().max(self, axis, keepdims)
+        return self._op("max", self, axis, keepdims)
 
     def min(self, axis=None, keepdims: bool = False) -> Tensor:
-        return _ops().min(self, axis, keepdims)
+        return self._op("min", self, axis, keepdims)
 
     def reshape(self, *shape) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return _ops().reshape(self, shape)
+        return self._op("reshape", self, shape)
 
     def transpose(self, *axes) -> Tensor:
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        return _ops().transpose(self, axes or None)
+        return self._op("transpose", self, axes or None)
 
     def astype(self, dtype: str) -> Tensor:
-        return _ops().cast(self, dtype)
+        return self._op("cast", self, dtype)
+
+
+def _arg_text(a, graph: Graph) -> str:
+    """An operator's argument, shortly, for an error message."""
+    if isinstance(a, Tensor) and a.graph is graph:
+        return graph.describe(a.node)
+    if isinstance(a, np.ndarray):
+        return f"array{format_shape(a.shape)}{a.dtype}"
+    text = repr(a)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _ops():
@@ -387,8 +437,41 @@ def _ops():
     return ops
 
 
-def _dtype_name(dtype: Any) -> str:
+def _array(value: Any, dtype, what: str) -> np.ndarray:
+    """A fresh numeric array of ``value`` for a constant or variable."""
+    if isinstance(value, Tensor):
+        raise GraphError(f"{what}: the value is a symbolic Tensor, not an array; at {user_site()}")
     try:
-        return np.dtype(dtype).name
+        value = np.array(value, dtype=dtype, copy=True)
+    except (TypeError, ValueError) as e:
+        raise GraphError(f"{what}: cannot make an array of it ({e}); at {user_site()}") from None
+    _numeric(value.dtype, what)
+    return value
+
+
+def _numeric(dtype, what: str) -> str:
+    """The name of ``dtype``, which must be a number or bool type (what the ops compute on)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biufc":
+        raise ShapeError(f"{what}: dtype {dtype} is not a number or bool type; at {user_site()}")
+    return dtype.name
+
+
+_DTYPE_NAMES: dict[str, str] = {}
+
+
+def _dtype(dtype: Any) -> np.dtype:
+    try:
+        return np.dtype(dtype)
     except TypeError:
-        raise ShapeError(f"unknown dtype {dtype!r}") from None
+        raise ShapeError(f"unknown dtype {dtype!r}; at {user_site()}") from None
+
+
+def _dtype_name(dtype: Any) -> str:
+    # np.dtype(...).name is slow enough to matter when every node asks: cache by string
+    if isinstance(dtype, str) and dtype in _DTYPE_NAMES:
+        return _DTYPE_NAMES[dtype]
+    name = _dtype(dtype).name
+    if isinstance(dtype, str):
+        _DTYPE_NAMES[dtype] = name
+    return name

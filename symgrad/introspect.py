@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from .autodiff.sweep import ancestors
@@ -18,13 +16,19 @@ def _nodes(x) -> tuple[Graph, list[int]]:
     return graph, ancestors(graph, [o.node for o in outs])
 
 
+def _printable(text) -> str:
+    """``text`` on one line: newlines and other control characters shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _attr_text(attrs: dict) -> str:
     parts = []
     for k, v in attrs.items():
         if isinstance(v, np.ndarray):
             v = f"array{v.shape}" if v.size > 6 else np.array2string(v, separator=",")
+            v = v.replace("\n", "")  # a small matrix prints one row a line
         parts.append(f"{k}={v}")
-    return ", ".join(parts)
+    return _printable(", ".join(parts))
 
 
 def _type_text(d: dict) -> str:
@@ -39,8 +43,8 @@ def format_graph(x) -> str:
         d = graph.nx.nodes[n]
         args = " ".join(f"%{a}" for a in graph.args(n))
         attrs = _attr_text(d["attrs"])
-        label = f"  # {d['name']}" if "name" in d else ""
-        call = d["op"] + (f"[{attrs}]" if attrs else "") + (f" {args}" if args else "")
+        label = f"  # {_printable(d['name'])}" if "name" in d else ""
+        call = _printable(d["op"]) + (f"[{attrs}]" if attrs else "") + (f" {args}" if args else "")
         lines.append(f"%{n}:{_type_text(d)} = {call}{label}")
     return "\n".join(lines)
 
@@ -60,11 +64,17 @@ def to_dot(x, highlight=()) -> str:
     lines = ["digraph symgrad {", "  rankdir=BT;", "  node [shape=box, fontname=monospace];"]
     for n in nodes:
         d = graph.nx.nodes[n]
-        text = f"%{n} {d['op']}" + (f" {d['name']}" if "name" in d else "") + f"\n{_type_text(d)}"
+        text = f"%{n} {d['op']}" + (f" {d['name']}" if "name" in d else "")
+        label = _dot_string(_printable(text)) + "\\n" + _dot_string(_type_text(d))
         style = ', style=filled, fillcolor="#ffe8a8"' if n in marked else ""
-        lines.append(f"  n{n} [label={json.dumps(text)}{style}];")
+        lines.append(f'  n{n} [label="{label}"{style}];')
     for n in nodes:
         for pos, a in enumerate(graph.args(n)):
             lines.append(f'  n{a} -> n{n} [label="{pos}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _dot_string(text: str) -> str:
+    """``text`` escaped for the inside of a double-quoted DOT string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')

@@ -18,8 +18,10 @@ from .reverse import _as_list, _check
 from .sweep import ancestors, dependents
 
 
-def push_tangents(outputs: list[Tensor], tangents: dict[int, Tensor]) -> dict[int, Tensor]:
-    """Tangents of every node between the seeded nodes and ``outputs``."""
+def push_tangents(
+    outputs: list[Tensor], tangents: dict[int, Tensor], batch: tuple
+) -> dict[int, Tensor]:
+    """Tangents (shape ``batch + node shape``) of every node between the seeds and ``outputs``."""
     graph = outputs[0].graph
     order = ancestors(graph, [o.node for o in outputs])
     live = dependents(graph, order, tangents)
@@ -39,7 +41,9 @@ def push_tangents(outputs: list[Tensor], tangents: dict[int, Tensor]) -> dict[in
             )
         t = op.jvp(node, ts)
         if t is not None:
-            tans[n] = t
+            # the one place tangents are broadcast: a rule may leave out broadcast dims
+            # (d(a + b)/da = 1 gives a's shape), the tangent has the node's full shape
+            tans[n] = broadcast_to(t, batch + node.shape) if t.shape != batch + node.shape else t
     return tans
 
 
@@ -68,7 +72,7 @@ def jvp(outputs, inputs, tangents, disconnected: str = "zero"):
                 )
             batch = t.shape[:nb]
             seeds[x.node] = t
-        tans = push_tangents(outs, seeds)
+        tans = push_tangents(outs, seeds, batch or ())
         result = []
         for o in outs:
             t = tans.get(o.node)

@@ -21,11 +21,15 @@ def ancestors(graph: Graph, nodes: Iterable[int]) -> list[int]:
     return sorted(seen)
 
 
+# ops whose value is treated as a constant by differentiation
+BARRIERS = ("stop_gradient",)
+
+
 def dependents(graph: Graph, order: list[int], sources: Iterable[int]) -> set[int]:
-    """Members of ``order`` (topologically sorted) that depend on any of ``sources``."""
+    """Members of ``order`` (topologically sorted) that depend differentiably on ``sources``."""
     hit = set(sources)
-    pred = graph.nx.pred
+    pred, nodes = graph.nx.pred, graph.nx.nodes
     for n in order:
-        if n not in hit and any(a in hit for a in pred[n]):
+        if n not in hit and nodes[n]["op"] not in BARRIERS and any(a in hit for a in pred[n]):
             hit.add(n)
     return hit

@@ -6,13 +6,18 @@ import numpy as np
 
 from ..errors import InputError, format_shape
 from ..graph import Graph
+from ..ops.shapes import resolve
 
 
-def check_argument(graph: Graph, node: int, value, dims: dict, where: str) -> np.ndarray:
-    """``value`` as an array of the input's dtype and shape; binds its symbolic dims in ``dims``.
+def check_argument(
+    graph: Graph, node: int, value, dims: dict, where: str, bound_by: dict | None = None
+) -> np.ndarray:
+    """``value`` as an array of the input's dtype and shape; binds its symbolic dims in ``dims``
+    (and records in ``bound_by`` which input bound each, for the error message).
 
     Raises InputError naming the input, the expected and the given shape/dtype and ``where``.
     """
+    bound_by = {} if bound_by is None else bound_by
     data = graph.nx.nodes[node]
     shape, dtype = data["shape"], data["dtype"]
     label = f"input {data.get('name', node)!r} ({graph.describe(node)})"
@@ -41,10 +46,11 @@ def check_argument(graph: Graph, node: int, value, dims: dict, where: str) -> np
     for i, (want, got) in enumerate(zip(shape, arr.shape)):
         if isinstance(want, str):
             bound = dims.setdefault(want, got)
+            first = bound_by.setdefault(want, f"input {data.get('name', node)!r}")
             if bound != got:
                 raise InputError(
-                    f"{label}: dim {i} ({want!r}) is {got} but {want!r} is {bound} in an earlier "
-                    f"argument; got shape {format_shape(arr.shape)}; at {where}"
+                    f"{label}: dim {i} ({want!r}) is {got} but {first} set {want!r} to {bound}; "
+                    f"got shape {format_shape(arr.shape)}; at {where}"
                 )
         elif want != got:
             raise InputError(
@@ -52,3 +58,18 @@ def check_argument(graph: Graph, node: int, value, dims: dict, where: str) -> np
                 f"(dim {i} is {got}, expected {want}); at {where}"
             )
     return arr
+
+
+def run_failure(graph: Graph, node: int, dims: dict, error: Exception, where: str) -> InputError:
+    """The InputError for NumPy failing on ``node`` at run time: arguments whose sizes fit the
+    declared shapes but not each other (a symbolic dim bound to a size an op cannot take), or
+    data such as an index out of range."""
+    args = "; ".join(
+        f"{graph.describe(a)} is {format_shape(resolve(graph.nx.nodes[a]['shape'], dims))}"
+        for a in graph.args(node)
+    )
+    bound = ", ".join(f"{k}={v}" for k, v in dims.items()) or "none"
+    return InputError(
+        f"{graph.describe(node)} failed on these arguments: {type(error).__name__}: {error}\n"
+        f"  its arguments: {args or 'none'} (symbolic dims: {bound}); at {where}"
+    )

@@ -7,7 +7,11 @@ namespace. No user-supplied name, label or constant ever becomes source text.
 
 from __future__ import annotations
 
+import itertools
+import linecache
 import math
+import re
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,10 +61,28 @@ class Program:
     fn_name: str = "symgrad_kernel"
 
     def build(self):
-        code = compile(self.source, f"<symgrad {self.fn_name}>", "exec")
+        # a file name of its own, known to linecache, so tracebacks show the generated lines
+        filename = f"<symgrad {self.fn_name} {next(_BUILT)}>"
+        code = compile(self.source, filename, "exec")
         scope = dict(self.namespace)
         exec(code, scope)
-        return scope[self.fn_name]
+        fn = scope[self.fn_name]
+        linecache.cache[filename] = (len(self.source), None, self.source.splitlines(True), filename)
+        weakref.finalize(fn, linecache.cache.pop, filename, None)
+        return fn
+
+
+_BUILT = itertools.count()
+
+
+def node_of_line(source: str, lineno: int) -> int | None:
+    """The graph node that line ``lineno`` (from 1) of generated source computes."""
+    lines = source.splitlines()
+    if 0 < lineno <= len(lines):
+        m = re.search(r"  # %(\d+) \w+$", lines[lineno - 1])
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def may_alias(graph: Graph, order: list[int]) -> set[int]:
@@ -126,7 +148,11 @@ def emit_program(
     results = []
     for o in outputs:
         src = names[o]
-        results.append(f"np.array({src}, copy=True)" if o in aliased else src)
+        if o in aliased:
+            src = f"np.array({src}, copy=True)"
+        elif not graph.nx.nodes[o]["shape"]:
+            src = f"np.asarray({src})"  # NumPy reductions give scalars; outputs are arrays
+        results.append(src)
     if updates:  # outputs are taken (aliased ones copied) before any variable is written
         body += [f"r{i} = {r}" for i, r in enumerate(results)]
         results = [f"r{i}" for i in range(len(results))]

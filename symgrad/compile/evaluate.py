@@ -13,7 +13,7 @@ from ..errors import InputError, SymgradError, user_site
 from ..graph import Tensor
 from ..ops import get_op
 from ..ops.shapes import resolve
-from .arguments import check_argument
+from .arguments import check_argument, run_failure
 
 
 def feed_nodes(graph, feed) -> dict[int, object]:
@@ -43,12 +43,13 @@ def evaluate(outputs, feed: dict | None = None):
     fed = feed_nodes(graph, feed)
     where = user_site()
     dims: dict = {}
+    bound_by: dict = {}
     values: dict[int, np.ndarray] = {}
     for n in ancestors(graph, [o.node for o in outs]):
         data = graph.nx.nodes[n]
         op = data["op"]
         if n in fed:
-            values[n] = check_argument(graph, n, fed[n], dims, where)
+            values[n] = check_argument(graph, n, fed[n], dims, where, bound_by)
         elif op == "input":
             raise InputError(f"no value fed for {graph.describe(n)}; at {where}")
         elif op in ("constant", "variable"):
@@ -56,8 +57,11 @@ def evaluate(outputs, feed: dict | None = None):
         else:
             spec = get_op(op)
             args = [values[a] for a in graph.args(n)]
-            with np.errstate(all="ignore"):  # inf/nan are values here, as in NumPy
-                v = np.asarray(spec.impl(args, resolve_attrs(spec, data["attrs"], dims)))
+            try:
+                with np.errstate(all="ignore"):  # inf/nan are values here, as in NumPy
+                    v = np.asarray(spec.impl(args, resolve_attrs(spec, data["attrs"], dims)))
+            except (ValueError, IndexError) as e:
+                raise run_failure(graph, n, dims, e, where) from e
             expect = resolve(data["shape"], dims)
             if v.shape != expect or v.dtype != data["dtype"]:
                 raise SymgradError(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..autodiff.sweep import ancestors
-from ..errors import GraphError, InputError, ShapeError, user_site
+from ..errors import GraphError, InputError, ShapeError, format_shape, user_site
 from ..graph import Tensor
-from .arguments import check_argument
-from .codegen import emit_program
+from .arguments import check_argument, run_failure
+from .codegen import emit_program, node_of_line
 
 
 class Function:
@@ -21,18 +23,24 @@ class Function:
     def __init__(self, outputs, inputs: Sequence[Tensor] = (), updates: dict | None = None):
         self.single = isinstance(outputs, Tensor)
         outs = [outputs] if self.single else list(outputs)
-        inputs = list(inputs)
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         pairs = list((updates or {}).items())
-        anchor = (outs + inputs + [k for k, _ in pairs] or [None])[0]
-        if anchor is None:
+        given = outs + inputs + [x for kv in pairs for x in kv]
+        if not given:
             raise GraphError(f"compile needs outputs, inputs or updates ({user_site()})")
-        self.graph = graph = anchor.graph
-        for t in outs + inputs + [x for kv in pairs for x in kv]:
+        self.graph = graph = given[0].graph if isinstance(given[0], Tensor) else None
+        for t in given:
             if not isinstance(t, Tensor) or t.graph is not graph:
                 raise GraphError(f"{t!r} is not a Tensor of the same graph ({user_site()})")
-        for x in inputs:
+        for i, x in enumerate(inputs):
             if x.op != "input":
-                raise InputError(f"inputs must be graph inputs, got {graph.describe(x.node)}")
+                raise InputError(
+                    f"inputs must be graph inputs, got {graph.describe(x.node)} ({user_site()})"
+                )
+            if x in inputs[:i]:
+                raise InputError(
+                    f"{graph.describe(x.node)} is listed twice in inputs=[...] ({user_site()})"
+                )
         for var, value in pairs:
             if var.op != "variable":
                 raise GraphError(f"updates keys must be variables, got {graph.describe(var.node)}")
@@ -42,13 +50,24 @@ class Function:
                     f"shape/dtype {value.shape} {value.dtype} must equal {var.shape} {var.dtype}"
                 )
         self.outputs, self.inputs, self.updates = outs, inputs, pairs
-        self._order = ancestors(graph, [o.node for o in outs] + [v.node for _, v in pairs])
+        # updated variables are needed even when nothing reads them (they are written)
+        self._order = ancestors(
+            graph, [o.node for o in outs] + [x.node for kv in pairs for x in kv]
+        )
         declared = {x.node for x in inputs}
+        bound = {d for x in inputs for d in x.shape if isinstance(d, str)}
         for n in self._order:
-            if graph.nx.nodes[n]["op"] == "input" and n not in declared:
+            data = graph.nx.nodes[n]
+            if data["op"] == "input" and n not in declared:
                 raise InputError(
                     f"the outputs depend on {graph.describe(n)}, which is not in inputs=[...] "
                     f"({user_site()})"
+                )
+            unbound = [d for d in data["shape"] if isinstance(d, str) and d not in bound]
+            if unbound:  # its size could never be known at call time
+                raise ShapeError(
+                    f"symbolic dim {unbound[0]!r} of {graph.describe(n)} is not a dim of any "
+                    f"input in inputs=[...] ({user_site()})"
                 )
         self._kernels: dict = {}
         self._last = None
@@ -81,22 +100,42 @@ class Function:
         return self._program(None).source
 
     def __call__(self, *args):
+        where = user_site()
         if len(args) != len(self.inputs):
-            names = ", ".join(repr(x.name) for x in self.inputs)
+            wanted = "; ".join(self.graph.describe(x.node) for x in self.inputs) or "none"
+            got = ", ".join(_shape_text(a) for a in args) or "none"
             raise InputError(
-                f"this function takes {len(self.inputs)} arguments ({names}), got {len(args)}; "
-                f"at {user_site()}"
+                f"this function takes {len(self.inputs)} arguments ({wanted}), got {len(args)} "
+                f"of shapes {got}; at {where}"
             )
         dims: dict = {}
-        where = None
-        arrays = []
-        for x, a in zip(self.inputs, args):
-            try:
-                arrays.append(check_argument(self.graph, x.node, a, dims, where or "call"))
-            except InputError:
-                where = user_site()
-                arrays.append(check_argument(self.graph, x.node, a, dims, where))
-        return self._kernel(dims)(*arrays)
+        bound_by: dict = {}
+        arrays = [
+            check_argument(self.graph, x.node, a, dims, where, bound_by)
+            for x, a in zip(self.inputs, args)
+        ]
+        kernel = self._kernel(dims)
+        try:
+            return kernel(*arrays)
+        except (ValueError, IndexError) as e:
+            node = self._failed_node(e, kernel)
+            if node is None:
+                raise
+            raise run_failure(self.graph, node, dims, e, where) from e
+
+    def _failed_node(self, error: Exception, kernel) -> int | None:
+        """The node whose line of the kernel raised ``error``."""
+        tb = error.__traceback__
+        while tb is not None and tb.tb_frame.f_code is not kernel.__code__:
+            tb = tb.tb_next
+        return None if tb is None else node_of_line(self._last[1], tb.tb_lineno)
+
+
+def _shape_text(value) -> str:
+    try:
+        return format_shape(np.shape(value))
+    except Exception:  # a ragged list or an object NumPy cannot take
+        return type(value).__name__
 
 
 def compile(outputs, inputs: Sequence[Tensor] = (), updates: dict | None = None) -> Function:  # noqa: A001

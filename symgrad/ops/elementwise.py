@@ -22,10 +22,10 @@ import numpy as np
 import sympy as sp
 
 from .. import runtime
-from ..errors import GraphError, ShapeError
+from ..errors import DifferentiationError, GraphError, ShapeError
 from ..graph import Tensor
 from .registry import OPS, Op, register
-from .shapes import broadcast_shapes
+from .shapes import broadcast_shapes, is_float
 
 
 @functools.cache
@@ -41,6 +41,8 @@ def syms(n: int) -> list[sp.Symbol]:
 class sigmoid(sp.Function):  # noqa: N801  (SymPy function names are lower case)
     """Logistic sigmoid, kept as one head so its derivatives stay polynomials in it."""
 
+    nargs = 1
+
     def fdiff(self, argindex=1):
         s = sigmoid(self.args[0])
         return s * (1 - s)
@@ -48,6 +50,8 @@ class sigmoid(sp.Function):  # noqa: N801  (SymPy function names are lower case)
 
 class softplus(sp.Function):  # noqa: N801
     """log(1 + exp(x)), kept as one head so it is computed stably."""
+
+    nargs = 1
 
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
@@ -256,9 +260,15 @@ def derivative(expr: sp.Expr, i: int, nargs: int) -> sp.Expr:
     d = sp.powsimp(d)
     if not expr.is_Symbol and not expr.is_Number:
         on_out = d.subs(expr, sym(nargs))
-        if sp.count_ops(on_out) < sp.count_ops(d):
+        if sp.count_ops(on_out) < sp.count_ops(d) and not _adds_pole(on_out, d, expr, nargs):
             return on_out
     return d
+
+
+def _adds_pole(on_out: sp.Expr, d: sp.Expr, expr: sp.Expr, nargs: int) -> bool:
+    """Whether ``on_out`` divides by something ``d`` does not (x**n -> n*out/x is nan at 0)."""
+    back = sp.denom(on_out).xreplace({sym(nargs): expr})
+    return not sp.denom(sp.cancel(sp.denom(d) / back)).is_number
 
 
 def expression(node: Tensor) -> sp.Expr:
@@ -321,13 +331,18 @@ def _jvp(node, tangents):
     from .structural import expand_tangent
 
     total = None
-    for i, t in enumerate(tangents):
+    for i, (t, x) in enumerate(zip(tangents, node.args)):
         if t is None:
             continue
-        c = scale(expand_tangent(t, node.args[i], node), partial(node, i))
+        if not is_float(x.dtype):  # a comparison's marker tangent, used as a number here
+            raise DifferentiationError(
+                f"cannot differentiate {node.graph.describe(node.node)} through its {x.dtype} "
+                f"argument {i} ({node.graph.describe(x.node)}): it has no derivative"
+            )
+        c = scale(expand_tangent(t, x, node), partial(node, i))
         if c is not None:
             total = c if total is None else total + c
-    return total
+    return total  # the forward sweep broadcasts it to the full output shape
 
 
 # ---- registration -----------------------------------------------------------------------
@@ -381,6 +396,9 @@ def define(
 
     ``template`` is an optional faster NumPy source form (``{0}`` = first argument).
     """
+    if nargs is None and isinstance(builder, sp.FunctionClass):
+        # a SymPy function class declares its arities (log: 1 or 2); its signature is (*args)
+        nargs = min(builder.nargs)
     if nargs is None:
         params = inspect.signature(builder).parameters.values()
         nargs = sum(1 for p in params if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty)

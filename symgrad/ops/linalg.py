@@ -9,7 +9,7 @@ from ..graph import Tensor
 from .elementwise import lift
 from .registry import Op, defjvp, defvjp, register
 from .shapes import broadcast_shapes, same_dim
-from .structural import reshape, transpose
+from .structural import expand_tangent, reshape, transpose
 
 
 def _infer_matmul(types, attrs):
@@ -68,8 +68,9 @@ defvjp(
     lambda g, ans, a, b: matmul(g, mT(b)),
     lambda g, ans, a, b: matmul(mT(a), g),
 )
+# a batched tangent gets unit axes for the other operand's extra batch dims to broadcast into
 defjvp(
     "matmul",
-    lambda t, ans, a, b: matmul(t, b),
-    lambda t, ans, a, b: matmul(a, t),
+    lambda t, ans, a, b: matmul(expand_tangent(t, a, ans), b),
+    lambda t, ans, a, b: matmul(a, expand_tangent(t, b, ans)),
 )

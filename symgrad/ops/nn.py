@@ -3,6 +3,8 @@ plus mse and maxout built from other ops."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import runtime
@@ -15,8 +17,14 @@ from .shapes import compatible, normalize_axes, reduced_shape
 from .structural import _nb, reshape
 
 
+@functools.cache
+def exp_dtype(dtype: str) -> str:
+    """The dtype these ops give on ``dtype``: NumPy's for exp (integers and bools become floats)."""
+    return np.exp(np.ones((1,), dtype=dtype)).dtype.name
+
+
 def _same(types, attrs):
-    return types[0].shape, types[0].dtype
+    return types[0].shape, exp_dtype(types[0].dtype)
 
 
 register(
@@ -40,7 +48,7 @@ register(
         "logsumexp",
         infer=lambda types, at: (
             reduced_shape(types[0].shape, at["axis"], at["keepdims"]),
-            types[0].dtype,
+            exp_dtype(types[0].dtype),
         ),
         impl=lambda a, at: np.asarray(runtime.logsumexp(a[0], at["axis"], at["keepdims"])),
         emit=lambda ctx, a, at: f"rt.logsumexp({a[0]}, {at['axis']!r}, {at['keepdims']!r})",
@@ -121,7 +129,7 @@ def _infer_xent(types, attrs):
         )
     if not np.issubdtype(np.dtype(y.dtype), np.integer):
         raise ShapeError(f"cross_entropy: labels must be integers, got {y.dtype}")
-    return z.shape[:-1], z.dtype
+    return z.shape[:-1], exp_dtype(z.dtype)
 
 
 register(

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import ShapeError
 from ..graph import Tensor
 from .registry import OPS, Op, register
 from .shapes import normalize_axes, reduced_shape
-from .structural import _nb, broadcast_to, cast, equal, reshape
+from .structural import _nb, broadcast_to, equal, reshape, where
 
 _NUMPY = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
 
-def _infer(types, attrs):
-    (x,) = types
-    axes = attrs["axis"]
-    if attrs.get("nonempty") and any(x.shape[a] == 0 for a in axes):
-        raise ShapeError(f"max/min over an empty axis {axes} of shape {x.shape}")
-    return reduced_shape(x.shape, axes, attrs["keepdims"]), x.dtype
+def _infer_for(name):
+    fn = _NUMPY[name]
+
+    def infer(types, attrs):
+        (x,) = types
+        axes = attrs["axis"]
+        if attrs.get("nonempty") and any(x.shape[a] == 0 for a in axes):
+            raise ShapeError(f"max/min over an empty axis {axes} of shape {x.shape}")
+        return reduced_shape(x.shape, axes, attrs["keepdims"]), _result_dtype(fn, x.dtype)
+
+    return infer
+
+
+@functools.cache
+def _result_dtype(fn, dtype: str) -> str:
+    # NumPy's own promotion: the sum of bools or int32s is int64, the mean of ints float64
+    return np.asarray(fn(np.ones((1,), dtype=dtype))).dtype.name
 
 
 def _register(name):
@@ -26,7 +39,7 @@ def _register(name):
     register(
         Op(
             name,
-            infer=_infer,
+            infer=_infer_for(name),
             impl=lambda a, at: np.asarray(fn(a[0], axis=at["axis"], keepdims=at["keepdims"])),
             emit=lambda ctx, a, at: (
                 f"np.{name}({a[0]}, axis={at['axis']!r}, keepdims={at['keepdims']!r})"
@@ -116,7 +129,9 @@ def _argmax_weights(node) -> Tensor:
     """Where x attains its max/min, 1/(number of ties); 0 elsewhere."""
     (x,) = node.args
     axes, keepdims = node.attrs["axis"], node.attrs["keepdims"]
-    hit = cast(equal(x, expand(node, x, axes, keepdims)), x.dtype)
+    one, zero = (x.graph.constant(np.array(v, dtype=x.dtype)) for v in (1, 0))
+    # selected by where, not cast from bool: piecewise constant, so higher orders see zero
+    hit = where(equal(x, expand(node, x, axes, keepdims)), one, zero)
     return hit / expand(sum(hit, axes, keepdims=True), x, axes, True)
 
 

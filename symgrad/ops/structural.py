@@ -344,25 +344,43 @@ def index_add(g: Tensor, shape, index_spec, index_tensors) -> Tensor:
     )
 
 
+def _getitem_jvp(t, ans, x, *idx, index):
+    nb, lead = _nb(t, x), _advanced_first(index, idx)
+    out = getitem(t, (slice(None),) * nb + _python_index(index, idx))
+    # NumPy put the index arrays' dims in front of the batch axes: move the batch back first
+    return transpose(out, _roll(lead, nb, out.ndim)) if nb and lead else out
+
+
+def _index_add_jvp(t, ans, src, *idx, shape, index):
+    nb, lead = _nb(t, src), _advanced_first(index, idx)
+    batch = _batch(t, src)
+    if nb and lead:  # the batched scatter takes its source with the index dims in front
+        t = transpose(t, _roll(nb, lead, t.ndim))
+    return index_add(t, batch + tuple(shape), (("slice", None, None, None),) * nb + index, idx)
+
+
+def _advanced_first(index, idx) -> int:
+    """How many leading dims NumPy gives the index arrays when they are not side by side
+    (then their dims go first, in front of every sliced dim); 0 when they stay in place."""
+    tensors = [k for k, item in enumerate(index) if item[0] == "tensor"]
+    if not tensors:
+        return 0
+    advanced = [k for k, item in enumerate(index) if item[0] in ("tensor", "int")]
+    if advanced == list(range(advanced[0], advanced[-1] + 1)):
+        return 0
+    return len(broadcast_shapes(*[t.shape for t in idx]))
+
+
+def _roll(first: int, second: int, ndim: int) -> tuple:
+    """Transpose axes that swap the ``first`` leading axes with the ``second`` axes after them."""
+    order = list(range(first, first + second)) + list(range(first))
+    return tuple(order) + tuple(range(first + second, ndim))
+
+
 defvjp("getitem", lambda g, ans, x, *idx, index: index_add(g, x.shape, index, idx))
 defvjp("index_add", lambda g, ans, src, *idx, shape, index: getitem(g, _python_index(index, idx)))
-defjvp(
-    "getitem",
-    lambda t, ans, x, *idx, index: getitem(t, _batched_index(t, x, index, idx)),
-)
-defjvp(
-    "index_add",
-    lambda t, ans, src, *idx, shape, index: index_add(
-        t,
-        _batch(t, src) + tuple(shape),
-        ((("slice", None, None, None),) * _nb(t, src)) + index,
-        idx,
-    ),
-)
-
-
-def _batched_index(t, x, index, idx):
-    return (slice(None),) * _nb(t, x) + _python_index(index, idx)
+defjvp("getitem", _getitem_jvp)
+defjvp("index_add", _index_add_jvp)
 
 
 # ---- concatenate ----------------------------------------------------------------------------
@@ -462,6 +480,8 @@ defvjp(
     lambda g, ans, c, a, b: where(c, g, 0.0),
     lambda g, ans, c, a, b: where(c, 0.0, g),
 )
+
+
 defjvp(
     "where",
     None,
@@ -485,6 +505,21 @@ def _infer_compare(types, attrs):
     return broadcast_shapes(*[t.shape for t in types]), "bool"
 
 
+def _compare_jvp(node, tangents):
+    # a bool result has no derivative; a zero bool tangent marks that it depends on the
+    # inputs, so where's condition ignores it while cast and arithmetic refuse it (as in rev)
+    t, x = next((t, x) for t, x in zip(tangents, node.args) if t is not None)
+    false = node.graph.constant(np.zeros((), dtype=bool))
+    return broadcast_to(false, _batch(t, x) + node.shape)
+
+
+def _compare_vjp(node, g, needed):
+    raise DifferentiationError(
+        f"cannot differentiate through the comparison {node.graph.describe(node.node)}: "
+        "its bool result is used as a number; use sg.where to select by it"
+    )
+
+
 def _compare_op(name, symbol, fn):
     register(
         Op(
@@ -493,7 +528,8 @@ def _compare_op(name, symbol, fn):
             impl=lambda a, at: fn(a[0], a[1]),
             emit=lambda ctx, a, at: f"({a[0]} {symbol} {a[1]})",
             arity=(2, 2),
-            differentiable=False,
+            vjp=_compare_vjp,
+            jvp=_compare_jvp,
         )
     )
 

@@ -1,0 +1,335 @@
+"""sg.compile: values equal the reference evaluator, readable source, kernel caching, updates."""
+
+import ast
+import importlib
+import linecache
+import re
+import sys
+
+import networkx as nx
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+# sg.compile is the function; the module that defines it is reached by name
+function_module = importlib.import_module("symgrad.compile.function")
+
+
+def mlp(batch="batch"):
+    """A two-layer classifier: mean cross-entropy and its gradients."""
+    rng = np.random.default_rng(1)
+    g = sg.Graph()
+    X = g.input("X", shape=(batch, 4))
+    y = g.input("y", shape=(batch,), dtype="int64")
+    W1 = g.variable("W1", rng.normal(size=(4, 5)))
+    b1 = g.variable("b1", rng.normal(size=5))
+    W2 = g.variable("W2", rng.normal(size=(5, 3)))
+    b2 = g.variable("b2", np.zeros(3))
+    logits = sg.tanh(X @ W1 + b1) @ W2 + b2
+    loss = sg.mean(sg.cross_entropy(logits, y))
+    params = [W1, b1, W2, b2]
+    return g, X, y, params, loss, sg.grad(loss, params)
+
+
+def batch_data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 4)), rng.integers(0, 3, size=n)
+
+
+def numpy_mlp_loss(xv, yv, W1, b1, W2, b2):
+    z = np.tanh(xv @ W1 + b1) @ W2 + b2
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -logp[np.arange(len(yv)), yv].mean()
+
+
+def test_mlp_forward_and_gradient_match_the_evaluator():
+    g, X, y, params, loss, grads = mlp()
+    fn = sg.compile([loss, *grads], inputs=[X, y])
+    xv, yv = batch_data(6)
+    got = fn(xv, yv)
+    want = sg.evaluate([loss, *grads], {X: xv, y: yv})
+    assert isinstance(got, tuple) and len(got) == 5
+    for t, a, b in zip([loss, *grads], got, want):
+        assert a.shape == b.shape and a.dtype == np.dtype(t.dtype)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    values = [p.value for p in params]
+    np.testing.assert_allclose(got[0], numpy_mlp_loss(xv, yv, *values), rtol=1e-12)
+    # gradients against central differences of the NumPy loss
+    eps = 1e-6
+    for k, (p, dp) in enumerate(zip(values, got[1:])):
+        for i in [(0,) * p.ndim, tuple(s - 1 for s in p.shape)]:
+            shifted = [v.copy() for v in values]
+            shifted[k][i] += eps
+            up = numpy_mlp_loss(xv, yv, *shifted)
+            shifted[k][i] -= 2 * eps
+            down = numpy_mlp_loss(xv, yv, *shifted)
+            assert dp[i] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-8)
+
+
+def test_source_is_readable_numpy():
+    g, X, y, params, loss, grads = mlp()
+    fn = sg.compile([loss, *grads], inputs=[X, y])
+    fn(*batch_data(4))
+    src = fn.source
+    tree = ast.parse(src)  # plain Python ...
+    (func,) = tree.body
+    assert isinstance(func, ast.FunctionDef) and [a.arg for a in func.args.args] == ["a0", "a1"]
+    assert "np.tanh(" in src and "@" in src and "rt.cross_entropy(" in src  # ... of NumPy calls
+    assert isinstance(func.body[-1], ast.Return)
+    # tracebacks through the kernel show its lines
+    kernel = next(iter(fn._kernels.values()))[0]
+    assert linecache.getline(kernel.__code__.co_filename, 2) == src.splitlines(True)[1]
+    # every computing line names the graph node it computes, and that node has that op
+    lines = [ln for ln in src.splitlines() if re.match(r"\s+v\d+ = ", ln)]
+    assert len(lines) > 10
+    for line in lines:
+        m = re.fullmatch(r"\s+v(\d+) = .*  # %(\d+) (\w+)", line)
+        assert m, line
+        node = int(m.group(1))
+        assert int(m.group(2)) == node
+        op = g.nx.nodes[node]["op"]
+        assert m.group(3) == (op if op.isidentifier() else "op")
+
+
+def test_source_before_any_call_reads_symbolic_dims_from_the_arguments():
+    g, X, y, params, loss, grads = mlp()
+    fn = sg.compile([loss, *grads], inputs=[X, y])
+    src = fn.source
+    ast.parse(src)
+    assert "a0.shape[0]" in src  # "batch" is read off the first argument at run time
+
+
+def test_kernels_are_cached_per_input_shapes(monkeypatch):
+    g, X, y, params, loss, grads = mlp()
+    fn = sg.compile([loss, *grads], inputs=[X, y])
+    emitted = []
+    real_emit = function_module.emit_program
+    monkeypatch.setattr(
+        function_module, "emit_program", lambda *a, **k: emitted.append(1) or real_emit(*a, **k)
+    )
+    fn(*batch_data(5))
+    kernel = next(iter(fn._kernels.values()))[0]
+    fn(*batch_data(5, seed=2))
+    assert len(emitted) == 1 and len(fn._kernels) == 1  # same shapes: no new code
+    assert next(iter(fn._kernels.values()))[0] is kernel
+    fn(*batch_data(8))
+    assert len(emitted) == 2 and len(fn._kernels) == 2  # a new batch size: one more kernel
+    fn(*batch_data(5))
+    assert len(emitted) == 2
+
+
+def test_fully_concrete_function_has_one_kernel():
+    g, X, y, params, loss, grads = mlp(batch=6)
+    fn = sg.compile(loss, inputs=[X, y])
+    for seed in range(3):
+        fn(*batch_data(6, seed))
+    assert len(fn._kernels) == 1
+
+
+# ---- output conventions ----------------------------------------------------------------------
+def test_one_tensor_gives_one_array_and_a_list_gives_a_tuple():
+    g = sg.Graph()
+    x = g.input("x", shape=(3,))
+    s = sg.sum(x * x)
+    xv = np.array([1.0, 2.0, 3.0])
+
+    one = sg.compile(s, [x])(xv)
+    assert isinstance(one, np.ndarray) and one.shape == () and one == 14.0
+
+    (only,) = sg.compile([s], [x])(xv)  # a list of one is still a tuple
+    assert isinstance(only, np.ndarray) and only == 14.0
+
+    pair = sg.compile([s, 2.0 * x], [x])(xv)
+    assert isinstance(pair, tuple) and len(pair) == 2
+    np.testing.assert_array_equal(pair[1], 2.0 * xv)
+
+
+def test_outputs_never_alias_inputs_or_state():
+    g = sg.Graph()
+    x = g.input("x", shape=(2, 2))
+    W = g.variable("W", np.eye(2))
+    c = g.constant(np.array([1.0, 2.0]))
+    fn = sg.compile([x, x.T, W, c, sg.stop_gradient(W)], [x])
+    xv = np.arange(4.0).reshape(2, 2)
+    outs = fn(xv)
+    for o in outs:
+        o[...] = -7.0  # writing into results must not touch anything symgrad holds
+    np.testing.assert_array_equal(xv, np.arange(4.0).reshape(2, 2))
+    np.testing.assert_array_equal(W.value, np.eye(2))
+    np.testing.assert_array_equal(fn(xv)[3], [1.0, 2.0])
+
+
+def test_a_single_input_need_not_be_in_a_list():
+    g = sg.Graph()
+    x = g.input("x", shape=(3,))
+    count = len(g)
+    fn = sg.compile(sg.sum(x), x)
+    assert fn(np.array([1.0, 2.0, 3.0])) == 6.0
+    assert len(g) == count + 1  # only the sum: x was not iterated into rows
+
+
+def test_a_constant_function_takes_no_arguments():
+    g = sg.Graph()
+    W = g.variable("W", np.array([1.0, -2.0]))
+    fn = sg.compile(sg.sum(sg.abs(W)))
+    assert fn() == 3.0
+
+
+# ---- updates ---------------------------------------------------------------------------------
+def test_sgd_step_updates_variables_in_place_after_the_outputs():
+    g, X, y, params, loss, grads = mlp()
+    lr = 0.5
+    step = sg.compile(loss, [X, y], updates={p: p - lr * d for p, d in zip(params, grads)})
+    xv, yv = batch_data(8)
+    before = [p.value.copy() for p in params]
+    arrays = [p.value for p in params]
+    want_loss, *want_grads = sg.evaluate([loss, *grads], {X: xv, y: yv})
+
+    got = step(xv, yv)
+    np.testing.assert_allclose(got, want_loss, rtol=1e-12)  # the loss before the step
+    for p, b, a, d in zip(params, before, arrays, want_grads):
+        assert p.value is a  # written in place: the same array object
+        np.testing.assert_allclose(p.value, b - lr * d, rtol=1e-12)
+    # the next call sees the new values, and training lowers the loss
+    after = step(xv, yv)
+    np.testing.assert_allclose(
+        after, numpy_mlp_loss(xv, yv, *[b - lr * d for b, d in zip(before, want_grads)]), rtol=1e-12
+    )
+    assert after < got
+
+
+def test_swap_update_really_swaps():
+    g = sg.Graph()
+    A = g.variable("A", np.array([1.0, 2.0]))
+    B = g.variable("B", np.array([3.0, 4.0]))
+    swap = sg.compile([A, B], updates={A: B, B: A})
+    a, b = swap()
+    np.testing.assert_array_equal(a, [1.0, 2.0])  # outputs are the values before the step
+    np.testing.assert_array_equal(b, [3.0, 4.0])
+    np.testing.assert_array_equal(A.value, [3.0, 4.0])
+    np.testing.assert_array_equal(B.value, [1.0, 2.0])
+    swap()
+    np.testing.assert_array_equal(A.value, [1.0, 2.0])
+    np.testing.assert_array_equal(B.value, [3.0, 4.0])
+
+
+def test_updates_read_every_new_value_before_writing_any():
+    g = sg.Graph()
+    A = g.variable("A", np.array([[1.0, 2.0], [3.0, 4.0]]))
+    B = g.variable("B", np.zeros((2, 2)))
+    # A's new value is a view of A itself; B's new value reads A
+    step = sg.compile([], updates={A: A.T, B: A + 1.0})
+    step()
+    np.testing.assert_array_equal(A.value, [[1.0, 3.0], [2.0, 4.0]])
+    np.testing.assert_array_equal(B.value, [[2.0, 3.0], [4.0, 5.0]])
+
+
+def test_an_output_that_views_an_updated_variable_has_the_old_values():
+    g = sg.Graph()
+    W = g.variable("W", np.array([[1.0, 2.0], [3.0, 4.0]]))
+    fn = sg.compile([W.T, W[0], W], updates={W: W * 10.0})
+    WT, row, whole = fn()
+    np.testing.assert_array_equal(WT, [[1.0, 3.0], [2.0, 4.0]])
+    np.testing.assert_array_equal(row, [1.0, 2.0])
+    np.testing.assert_array_equal(whole, [[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(W.value, [[10.0, 20.0], [30.0, 40.0]])
+
+
+def test_values_set_by_hand_are_seen_by_compiled_functions():
+    g = sg.Graph()
+    W = g.variable("W", np.ones(2))
+    fn = sg.compile(sg.sum(W))
+    assert fn() == 2.0
+    W.value[...] = [3.0, 4.0]  # the compiled code holds the variable's array itself
+    assert fn() == 7.0
+
+
+def test_update_of_a_scalar_variable():
+    g = sg.Graph()
+    x = g.input("x", shape=(3,))
+    total = g.variable("total", 0.0)
+    acc = sg.compile(total, [x], updates={total: total + sg.sum(x)})
+    assert acc(np.ones(3)) == 0.0
+    assert acc(np.ones(3)) == 3.0
+    assert total.value == 6.0
+
+
+# ---- deep graphs -----------------------------------------------------------------------------
+def test_a_20000_node_chain_differentiates_and_compiles_without_recursion():
+    limit = sys.getrecursionlimit()
+    g = sg.Graph()
+    x = g.input("x", shape=(3,))
+    h = x
+    for _ in range(20_000):
+        h = sg.tanh(h)
+    cost = sg.sum(h)
+    dx = sg.grad(cost, x)
+    got_cost, got_dx = sg.compile([cost, dx], [x])(np.array([-1.0, 0.2, 3.0]))
+    # the same chain in NumPy, its derivative accumulated forward
+    y, d = np.array([-1.0, 0.2, 3.0]), np.ones(3)
+    for _ in range(20_000):
+        y = np.tanh(y)
+        d *= 1.0 - y * y
+    np.testing.assert_allclose(got_cost, y.sum(), rtol=1e-12)
+    np.testing.assert_allclose(got_dx, d, rtol=1e-9)
+    assert np.all(got_dx != 0.0)  # a real derivative, not an underflow
+    assert sys.getrecursionlimit() == limit
+
+
+# ---- user text never becomes code ------------------------------------------------------------
+EVIL = 'x"; import os; os.system("echo pwned") #\n'
+
+
+def string_literals(source: str) -> list[str]:
+    return [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def assert_clean(source: str):
+    assert "import" not in source and "pwned" not in source and "os.system" not in source
+    assert string_literals(source) == []  # no user text, quoted or not
+
+
+def test_names_and_constants_never_become_source():
+    g = sg.Graph()
+    x = g.input(EVIL, shape=(3,))
+    W = g.variable(EVIL + "W", np.array([1.5, 2.5, 3.5]))
+    c = g.constant(np.array([123.456789, 987.654321, 555.125]), name=EVIL + "c")
+    y = sg.sum(sg.tanh(x * W) + c)
+    fn = sg.compile([y, sg.grad(y, W)], [x])
+    xv = np.array([0.1, -0.2, 0.3])
+    val, dW = fn(xv)
+    assert_clean(fn.source)
+    assert "123.456789" not in fn.source and "987.654321" not in fn.source
+    np.testing.assert_allclose(val, np.sum(np.tanh(xv * W.value) + c.value), rtol=1e-12)
+    np.testing.assert_allclose(dW, xv / np.cosh(xv * W.value) ** 2, rtol=1e-12)
+
+
+def test_names_from_networkx_never_become_source():
+    G = nx.MultiDiGraph()
+    G.add_node(EVIL, op="input", name=EVIL, shape=(2,), dtype="float64")
+    G.add_node(EVIL + "1", op="exp", name=EVIL + "exp")
+    G.add_edge(EVIL, EVIL + "1", pos=0)
+    g = sg.Graph.from_networkx(G)
+    fn = sg.compile(g.imported[EVIL + "1"], [g.imported[EVIL]])
+    np.testing.assert_allclose(fn(np.array([0.0, 1.0])), np.exp([0.0, 1.0]))
+    assert_clean(fn.source)
+
+
+def test_a_weird_elementwise_name_never_becomes_source():
+    cube_plus = sg.elementwise('evil"); import os; os.system("echo pwned") #\n', lambda a: a**3 + 1)
+    g = sg.Graph()
+    x = g.input("x", shape=(3,))
+    y = cube_plus(x)
+    fn = sg.compile([y, sg.grad(sg.sum(y), x)], [x])
+    xv = np.array([-1.0, 0.5, 2.0])
+    val, dx = fn(xv)
+    np.testing.assert_allclose(val, xv**3 + 1, rtol=1e-12)
+    np.testing.assert_allclose(dx, 3 * xv**2, rtol=1e-12)
+    assert_clean(fn.source)
+    assert "evil" not in fn.source
