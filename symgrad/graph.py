@@ -10,7 +10,8 @@ returns the existing node (hash-consing).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import networkx as nx
@@ -314,22 +315,7 @@ class Tensor:
 
     # ---- operators (definitions live in symgrad.ops) ---------------------------------
     def _op(self, name: str, *args) -> Tensor:
-        """``symgrad.ops.<name>(*args)``; if it raises, no half-built node stays behind and
-        the error says which call failed."""
-        graph = self.graph
-        start = graph._next_id
-        try:
-            return getattr(_ops(), name)(*args)
-        except SymgradError as e:
-            graph.rollback(start)
-            site = user_site()
-            if site in str(e):
-                raise
-            shown = ", ".join(_arg_text(a, graph) for a in args)
-            raise type(e)(f"{e}\n  in {name}({shown}) at {site}") from None
-        except BaseException:
-            graph.rollback(start)
-            raise
+        return getattr(_ops(), name)(*args)
 
     def __add__(self, o):
         return self._op("add", self, o)
@@ -435,6 +421,43 @@ def _ops():
     from . import ops
 
     return ops
+
+
+def _graph_of(args) -> Graph | None:
+    for a in args:
+        if isinstance(a, Tensor):
+            return a.graph
+        if isinstance(a, (list, tuple)):
+            found = _graph_of(a)
+            if found is not None:
+                return found
+    return None
+
+
+def atomic(fn: Callable) -> Callable:
+    """Make the op function ``fn`` all-or-nothing: if it raises, the nodes it built are
+    removed again, and a symgrad error names the call, its arguments' shapes and file:line."""
+
+    @functools.wraps(fn)
+    def op(*args, **kwargs):
+        graph = _graph_of(args)
+        if graph is None:
+            return fn(*args, **kwargs)
+        start = graph._next_id
+        try:
+            return fn(*args, **kwargs)
+        except SymgradError as e:
+            graph.rollback(start)
+            site = user_site()
+            if site in str(e):
+                raise
+            shown = ", ".join(_arg_text(a, graph) for a in args)
+            raise type(e)(f"{e}\n  in {fn.__name__}({shown}) at {site}") from None
+        except BaseException:
+            graph.rollback(start)
+            raise
+
+    return op
 
 
 def _array(value: Any, dtype, what: str) -> np.ndarray:

@@ -1008,7 +1008,7 @@ def test_float_cast_passes_derivatives_in_the_input_dtype():
     np.testing.assert_array_equal(got, w.astype(np.float32))
 
 
-# ---- known bugs outside the ops, kept as strict xfails until they are fixed ----------------------
+# ---- stop_gradient, symbolic dims and integer feeds at the edges of the ops -----------------------
 def test_stop_gradient_before_a_bool_cast_reverse():
     g = sg.Graph()
     x = g.input("x", (3,))
@@ -1025,12 +1025,6 @@ def test_stop_gradient_before_a_bool_cast_forward():
     np.testing.assert_array_equal(sg.evaluate(sg.jvp(mask * x, x, np.ones(3)), {x: xv}), [1, 0, 1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sg.SymgradError,
-    reason="compile/evaluate binds symbolic dims only from fed inputs that are ancestors of the "
-    "outputs; compile binds them from every input",
-)
 def test_evaluate_binds_symbolic_dims_of_every_fed_input():
     g = sg.Graph()
     x, w = g.input("x", ("batch", 2)), g.input("w", ("batch",))

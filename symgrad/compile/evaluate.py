@@ -44,13 +44,14 @@ def evaluate(outputs, feed: dict | None = None):
     where = user_site()
     dims: dict = {}
     bound_by: dict = {}
-    values: dict[int, np.ndarray] = {}
+    # every fed value is checked and binds its symbolic dims, needed by the outputs or not
+    values = {n: check_argument(graph, n, v, dims, where, bound_by) for n, v in fed.items()}
     for n in ancestors(graph, [o.node for o in outs]):
         data = graph.nx.nodes[n]
         op = data["op"]
-        if n in fed:
-            values[n] = check_argument(graph, n, fed[n], dims, where, bound_by)
-        elif op == "input":
+        if n in values:
+            continue
+        if op == "input":
             raise InputError(f"no value fed for {graph.describe(n)}; at {where}")
         elif op in ("constant", "variable"):
             values[n] = data["attrs"]["value"]

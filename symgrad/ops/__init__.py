@@ -1,5 +1,6 @@
 """Every op of symgrad, as functions on Tensors."""
 
+from ..graph import atomic as _atomic
 from .elementwise import user_elementwise as elementwise
 from .linalg import matmul
 from .math import (
@@ -47,4 +48,10 @@ from .structural import (
     where,
 )
 
+_REGISTRY_API = {"OPS", "Op", "defjvp", "defvjp", "get_op", "register", "elementwise"}
 __all__ = [name for name in dir() if not name.startswith("_")]
+
+# public op functions are all-or-nothing: a failing call leaves the graph as it was
+for _name in __all__:
+    if _name not in _REGISTRY_API and callable(globals()[_name]):
+        globals()[_name] = _atomic(globals()[_name])

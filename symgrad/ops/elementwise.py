@@ -23,7 +23,7 @@ import sympy as sp
 
 from .. import runtime
 from ..errors import DifferentiationError, GraphError, ShapeError
-from ..graph import Tensor
+from ..graph import Tensor, atomic
 from .registry import OPS, Op, register
 from .shapes import broadcast_shapes, is_float
 
@@ -483,4 +483,4 @@ def user_elementwise(name: str, fn: Callable[..., sp.Expr]) -> Callable[..., Ten
 
     op.__name__ = name
     op.__doc__ = f"Elementwise {name}: {expr}"
-    return op
+    return atomic(op)

@@ -21,6 +21,8 @@ def _infer_for(name):
     def infer(types, attrs):
         (x,) = types
         axes = attrs["axis"]
+        if normalize_axes(axes, len(x.shape)) != tuple(axes):  # graphs imported from networkx
+            raise ShapeError(f"{name}: axis {axes} is not a sorted tuple of axes of {x.shape}")
         if attrs.get("nonempty") and any(x.shape[a] == 0 for a in axes):
             raise ShapeError(f"max/min over an empty axis {axes} of shape {x.shape}")
         return reduced_shape(x.shape, axes, attrs["keepdims"]), _result_dtype(fn, x.dtype)
