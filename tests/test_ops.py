@@ -1008,7 +1008,7 @@ def test_float_cast_passes_derivatives_in_the_input_dtype():
     np.testing.assert_array_equal(got, w.astype(np.float32))
 
 
-# ---- stop_gradient, symbolic dims and integer feeds at the edges of the ops -----------------------
+# ---- stop_gradient, symbolic dims and integer feeds at the edges of the ops ---------------------
 def test_stop_gradient_before_a_bool_cast_reverse():
     g = sg.Graph()
     x = g.input("x", (3,))
