@@ -9,6 +9,7 @@ import numpy as np
 from ..autodiff.sweep import ancestors
 from ..errors import GraphError, InputError, ShapeError, format_shape, user_site
 from ..graph import Tensor
+from ..rewrite import optimize
 from .arguments import check_argument, run_failure
 from .codegen import emit_program, node_of_line
 
@@ -20,7 +21,13 @@ class Function:
     Kernels are specialized and cached per input shapes; ``source`` is the generated code.
     """
 
-    def __init__(self, outputs, inputs: Sequence[Tensor] = (), updates: dict | None = None):
+    def __init__(
+        self,
+        outputs,
+        inputs: Sequence[Tensor] = (),
+        updates: dict | None = None,
+        rewrites=True,
+    ):
         self.single = isinstance(outputs, Tensor)
         outs = [outputs] if self.single else list(outputs)
         inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
@@ -51,9 +58,8 @@ class Function:
                 )
         self.outputs, self.inputs, self.updates = outs, inputs, pairs
         # updated variables are needed even when nothing reads them (they are written)
-        self._order = ancestors(
-            graph, [o.node for o in outs] + [x.node for kv in pairs for x in kv]
-        )
+        roots = [o.node for o in outs] + [x.node for kv in pairs for x in kv]
+        self._order = ancestors(graph, roots)
         declared = {x.node for x in inputs}
         bound = {d for x in inputs for d in x.shape if isinstance(d, str)}
         for n in self._order:
@@ -69,16 +75,20 @@ class Function:
                     f"symbolic dim {unbound[0]!r} of {graph.describe(n)} is not a dim of any "
                     f"input in inputs=[...] ({user_site()})"
                 )
+        # the kernel is generated from a rewritten private copy; the user's graph stays as is
+        self._prog = optimize(graph, roots + [x.node for x in inputs], rewrites)
+        self.rewrite_log = self._prog.log
         self._kernels: dict = {}
         self._last = None
 
     def _program(self, dims):
+        m = self._prog.mapping
         return emit_program(
-            self.graph,
-            self._order,
-            [x.node for x in self.inputs],
-            [o.node for o in self.outputs],
-            [(v.node, u.node) for v, u in self.updates],
+            self._prog.graph,
+            sorted(self._prog.graph.nx.nodes),
+            [m[x.node] for x in self.inputs],
+            [m[o.node] for o in self.outputs],
+            [(m[v.node], m[u.node]) for v, u in self.updates],
             self.single,
             dims,
         )
@@ -121,7 +131,7 @@ class Function:
             node = self._failed_node(e, kernel)
             if node is None:
                 raise
-            raise run_failure(self.graph, node, dims, e, where) from e
+            raise run_failure(self._prog.graph, node, dims, e, where) from e
 
     def _failed_node(self, error: Exception, kernel) -> int | None:
         """The node whose line of the kernel raised ``error``."""
@@ -138,10 +148,13 @@ def _shape_text(value) -> str:
         return type(value).__name__
 
 
-def compile(outputs, inputs: Sequence[Tensor] = (), updates: dict | None = None) -> Function:  # noqa: A001
+def compile(  # noqa: A001
+    outputs, inputs: Sequence[Tensor] = (), updates: dict | None = None, rewrites=True
+) -> Function:
     """Compile ``outputs`` (a Tensor or a list) into a Function of ``inputs``.
 
     ``updates={variable: new_value}`` writes new values in place after the outputs are
-    computed, so one call can run forward, backward and an optimizer step.
+    computed, so one call can run forward, backward and an optimizer step. ``rewrites`` is
+    True (all graph rewrites), False (none) or ``{"exclude": [names]}``.
     """
-    return Function(outputs, inputs, updates)
+    return Function(outputs, inputs, updates, rewrites)
