@@ -169,3 +169,60 @@ def test_check_grads_catches_a_wrong_rule():
             sg.check_grads(y, {x: rng.standard_normal(3)})
     finally:
         op.vjp = saved
+
+
+def _flat_mlp_loss(g, activation):
+    """(batch 4, 2-16-2) network as a function of one flat vector of all 82 parameters."""
+    data = np.random.default_rng(7)
+    theta = g.input("theta", (82,))
+    X = g.constant(data.standard_normal((4, 2)))
+    y = g.constant(np.array([0, 1, 1, 0]))
+    shapes, pieces, offset = [(2, 16), (16,), (16, 2), (2,)], [], 0
+    for s in shapes:
+        size = int(np.prod(s))
+        pieces.append(sg.reshape(theta[offset : offset + size], s))
+        offset += size
+    W1, b1, W2, b2 = pieces
+    return theta, sg.cross_entropy(activation(X @ W1 + b1) @ W2 + b2, y).mean()
+
+
+@pytest.mark.parametrize("activation", [sg.tanh, sg.relu])
+def test_full_hessian_of_82_parameter_network_equals_82_hvps(activation):
+    g = sg.Graph()
+    theta, loss = _flat_mlp_loss(g, activation)
+    v = g.input("v", (82,))
+    H_fn = sg.compile(sg.hessian(loss, theta), [theta])
+    hvp_fn = sg.compile(sg.hvp(loss, theta, v), [theta, v])
+    point = rng.standard_normal(82) * 0.5
+    H = H_fn(point)
+    columns = np.stack([hvp_fn(point, e) for e in np.eye(82)], axis=1)
+    np.testing.assert_allclose(H, columns, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(H, H.T, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(H, sg.evaluate(sg.hessian(loss, theta), {theta: point}), atol=1e-13)
+
+
+def test_third_and_fourth_derivatives_compose():
+    """grad of hvp, hessian of grad and jvp of hessian all agree with SymPy."""
+    g = sg.Graph()
+    x = g.input("x", (2,))
+    f = sg.sum(sg.sin(x) * sg.exp(x[::-1]))
+    a, b = sp.symbols("a b")
+    fs = sp.sin(a) * sp.exp(b) + sp.sin(b) * sp.exp(a)
+    xv = np.array([0.3, -0.8])
+    at = {a: xv[0], b: xv[1]}
+    v = g.constant(np.array([1.0, 0.0]))
+    # grad of <hvp, e1>: third derivative d3f / (da da dx)
+    third = sg.grad(sg.sum(sg.hvp(f, x, v) * v), x)
+    want3 = [float(sp.diff(fs, a, a, s).subs(at)) for s in (a, b)]
+    np.testing.assert_allclose(sg.evaluate(third, {x: xv}), want3, rtol=1e-12)
+    # hessian of a directional derivative: d2 / dx2 of (d f / da): third derivatives again
+    h_of_g = sg.hessian(sg.sum(sg.grad(f, x) * v), x)
+    want = [[float(sp.diff(fs, a, s, t).subs(at)) for t in (a, b)] for s in (a, b)]
+    np.testing.assert_allclose(sg.evaluate(h_of_g, {x: xv}), want, rtol=1e-12)
+    # jvp of the hessian along e1, then hessian of that: fourth derivatives
+    fourth = sg.hessian(sg.sum(sg.jvp(sg.grad(f, x), x, v) * v), x)
+    want4 = [[float(sp.diff(fs, a, a, s, t).subs(at)) for t in (a, b)] for s in (a, b)]
+    np.testing.assert_allclose(sg.evaluate(fourth, {x: xv}), want4, rtol=1e-12)
+    jvp_of_h = sg.jvp(sg.hessian(f, x), x, v)
+    want_j = [[float(sp.diff(fs, s, t, a).subs(at)) for t in (a, b)] for s in (a, b)]
+    np.testing.assert_allclose(sg.evaluate(jvp_of_h, {x: xv}), want_j, rtol=1e-12)

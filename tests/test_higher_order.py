@@ -186,3 +186,28 @@ def test_third_order_against_sympy(name):
         d = sg.grad(d, x).reshape(-1)[i] if x.ndim else sg.grad(d, x)
         expr = sp.diff(expr, symbols[x].ravel()[i])
     np.testing.assert_allclose(sg.evaluate(d, point), float(expr.subs(subs)), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_reverse_jacobian_matches_forward(name):
+    """Batched cotangents (one VJP graph) give the same Jacobian as batched tangents."""
+    g, xs, out, point, _ = build(name)
+    for x in xs:
+        fwd, rev = sg.evaluate(
+            [sg.jacobian(out, x, mode="fwd"), sg.jacobian(out, x, mode="rev")], point
+        )
+        np.testing.assert_allclose(rev, fwd, rtol=1e-12, atol=1e-12)
+
+
+def test_jacobian_auto_mode_picks_the_smaller_side():
+    g = sg.Graph()
+    x = g.input("x", (50,))
+    wide = sg.jacobian(sg.sum(sg.tanh(x)).reshape((1,)), x)  # 1 output, 50 inputs: reverse
+    tall = sg.jacobian(sg.tanh(sg.concatenate([x, x])), x)  # 100 outputs, 50 inputs: forward
+    xv = np.linspace(-1, 1, 50)
+    w, t = sg.evaluate([wide, tall], {x: xv})
+    np.testing.assert_allclose(w[0], 1 - np.tanh(xv) ** 2, rtol=1e-13)
+    np.testing.assert_allclose(t, np.vstack([np.diag(1 - np.tanh(xv) ** 2)] * 2), rtol=1e-13)
+    # hash-consing returns the very nodes auto built when the same mode is asked for
+    assert sg.jacobian(sg.sum(sg.tanh(x)).reshape((1,)), x, mode="rev").node == wide.node
+    assert sg.jacobian(sg.tanh(sg.concatenate([x, x])), x, mode="fwd").node == tall.node

@@ -9,7 +9,7 @@ from ..graph import Tensor
 from ..ops import reshape, sum, transpose
 from ..ops.shapes import numel
 from .forward import jvp
-from .reverse import _as_list, grad
+from .reverse import _as_list, grad, vjp
 
 
 def hvp(f: Tensor, wrt, v, mode: str = "fwd-rev"):
@@ -51,17 +51,26 @@ def _move_front_to_back(t: Tensor, nfront: int) -> Tensor:
     return transpose(t, tuple(range(nfront, nd)) + tuple(range(nfront)))
 
 
-def jacobian(y: Tensor, x, mode: str = "fwd"):
-    """d y / d x with shape y.shape + x.shape, the whole basis pushed through at once."""
+def jacobian(y: Tensor, x, mode: str = "auto"):
+    """d y / d x with shape y.shape + x.shape, built as one graph whatever the sizes.
+
+    ``mode="fwd"`` pushes the basis of x through batched tangents (one JVP graph);
+    ``mode="rev"`` pulls the basis of y back through batched cotangents (one VJP graph);
+    ``"auto"`` picks reverse mode when y has fewer elements than x.
+    """
     xs, single = _as_list(x)
+    if mode not in ("auto", "fwd", "rev"):
+        raise GraphError(f"jacobian mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
     out = []
     for xi in xs:
-        n = numel(xi.shape)
-        if mode != "fwd":
-            raise GraphError(f"jacobian mode {mode!r} is not available; use 'fwd'")
-        t = jvp(y, xi, _basis(xi))  # (n,) + y.shape
-        j = _move_front_to_back(t, 1)  # y.shape + (n,)
-        out.append(reshape(j, y.shape + xi.shape) if n is not None else j)
+        m, n = numel(y.shape), numel(xi.shape)
+        use_rev = mode == "rev" or (mode == "auto" and m is not None and n is not None and m < n)
+        if use_rev:
+            rows = vjp(y, xi, _basis(y))  # (m,) + x.shape: row i is e_i^T J
+            out.append(reshape(rows, y.shape + xi.shape))
+        else:
+            cols = jvp(y, xi, _basis(xi))  # (n,) + y.shape: column j is J e_j
+            out.append(reshape(_move_front_to_back(cols, 1), y.shape + xi.shape))
     return out[0] if single else out
 
 

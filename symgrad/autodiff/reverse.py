@@ -10,17 +10,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import DifferentiationError, GraphError, user_site
+from ..errors import DifferentiationError, GraphError, ShapeError, user_site
 from ..graph import Tensor
 from ..ops import get_op
 from ..ops.reductions import ones_like, zeros_like
 from ..ops.shapes import compatible, is_float
-from ..ops.structural import unbroadcast
+from ..ops.structural import broadcast_to, unbroadcast
 from .sweep import ancestors, dependents
 
 
-def backprop(seeds: dict[Tensor, Tensor], wrt: Sequence[Tensor]) -> dict[int, Tensor]:
+def backprop(
+    seeds: dict[Tensor, Tensor], wrt: Sequence[Tensor], batch: tuple = ()
+) -> dict[int, Tensor]:
     """Cotangents of the ``wrt`` nodes given cotangents ``seeds`` of some nodes.
+
+    Every cotangent has shape ``batch + node shape``: batched cotangents push many rows of a
+    Jacobian through one graph.
 
     Returns {node id: cotangent Tensor} for every wrt node reached (absent = zero).
     """
@@ -51,7 +56,7 @@ def backprop(seeds: dict[Tensor, Tensor], wrt: Sequence[Tensor]) -> dict[int, Te
         for a, c, need in zip(args, contributions, needed):
             if c is None or not need:
                 continue
-            _accumulate(cts, a.node, unbroadcast(c, a.shape))
+            _accumulate(cts, a.node, unbroadcast(c, a.shape, len(batch)))
         if n not in targets:
             del cts[n]  # free the reference; nothing upstream reads it again
     return {n: cts[n] for n in targets if n in cts}
@@ -69,7 +74,9 @@ def _as_list(x) -> tuple[list, bool]:
     return [x], True
 
 
-def _finish(graph, wrt: list[Tensor], cts: dict[int, Tensor], disconnected: str) -> list[Tensor]:
+def _finish(
+    graph, wrt: list[Tensor], cts: dict[int, Tensor], disconnected: str, batch: tuple = ()
+) -> list[Tensor]:
     out = []
     for w in wrt:
         ct = cts.get(w.node)
@@ -79,7 +86,7 @@ def _finish(graph, wrt: list[Tensor], cts: dict[int, Tensor], disconnected: str)
                     f"the output does not depend on {graph.describe(w.node)}; "
                     f"pass disconnected='zero' to get zeros (at {user_site()})"
                 )
-            ct = zeros_like(w)
+            ct = zeros_like(w) if not batch else broadcast_to(zeros_like(w), batch + w.shape)
         elif ct.dtype != w.dtype:
             from ..ops import cast
 
@@ -138,7 +145,11 @@ def grad(
 
 
 def vjp(outputs, inputs, cotangents, disconnected: str = "zero"):
-    """Reverse mode with given cotangents: sum over outputs of cotangent^T d output / d input."""
+    """Reverse mode with given cotangents: sum over outputs of cotangent^T d output / d input.
+
+    Cotangents may carry extra leading batch axes (shape ``batch + output shape``); the
+    results then have shape ``batch + input shape``.
+    """
     outs, _ = _as_list(outputs)
     cots, _ = _as_list(cotangents)
     ins, single = _as_list(inputs)
@@ -148,14 +159,16 @@ def vjp(outputs, inputs, cotangents, disconnected: str = "zero"):
     _check(graph, ins, disconnected)
     with graph.transaction():
         seeds: dict[Tensor, Tensor] = {}
+        batch = None
         for o, c in zip(outs, cots):
             c = c if isinstance(c, Tensor) else graph.constant(np.asarray(c, dtype=o.dtype))
-            if not compatible(c.shape, o.shape):
-                from ..errors import ShapeError
-
+            nb = c.ndim - o.ndim
+            if nb < 0 or not compatible(c.shape[nb:], o.shape) or batch not in (None, c.shape[:nb]):
                 raise ShapeError(
-                    f"vjp: cotangent shape {c.shape} differs from output {graph.describe(o.node)}"
+                    f"vjp: cotangent shape {c.shape} does not fit {graph.describe(o.node)} "
+                    f"(expected [batch +] {o.shape}, one batch shape for all) at {user_site()}"
                 )
+            batch = c.shape[:nb]
             seeds[o] = c if o not in seeds else seeds[o] + c
-        out = _finish(graph, ins, backprop(seeds, ins), disconnected)
+        out = _finish(graph, ins, backprop(seeds, ins, batch), disconnected, batch)
     return out[0] if single else out

@@ -78,7 +78,7 @@ def _shift(node, t):
 
 def _softmax_vjp(node, g, needed):
     gs = g * node
-    return [gs - node * sum(gs, node.attrs["axis"], keepdims=True)]
+    return [gs - node * sum(gs, _shift(node, g), keepdims=True)]
 
 
 def _softmax_jvp(node, tangents):
@@ -89,7 +89,7 @@ def _softmax_jvp(node, tangents):
 def _log_softmax_vjp(node, g, needed):
     (x,) = node.args
     axes = node.attrs["axis"]
-    return [g - softmax(x, axes) * sum(g, axes, keepdims=True)]
+    return [g - softmax(x, axes) * sum(g, _shift(node, g), keepdims=True)]
 
 
 def _log_softmax_jvp(node, tangents):
@@ -103,7 +103,8 @@ def _log_softmax_jvp(node, tangents):
 def _logsumexp_vjp(node, g, needed):
     (x,) = node.args
     axes = node.attrs["axis"]
-    return [expand(g, x, axes, node.attrs["keepdims"]) * softmax(x, axes)]
+    nb = g.ndim - node.ndim
+    return [expand(g, x, axes, node.attrs["keepdims"], nb) * softmax(x, axes)]
 
 
 def _logsumexp_jvp(node, tangents):

@@ -69,11 +69,12 @@ max = _register("max")  # noqa: A001
 min = _register("min")  # noqa: A001
 
 
-def expand(g: Tensor, x: Tensor, axes, keepdims: bool) -> Tensor:
-    """Broadcast a reduced value back to x's shape."""
+def expand(g: Tensor, x: Tensor, axes, keepdims: bool, nb: int = 0) -> Tensor:
+    """Broadcast a reduced value back to x's shape (keeping ``nb`` leading batch axes)."""
+    batch = g.shape[:nb]
     if not keepdims:
-        g = reshape(g, reduced_shape(x.shape, axes, True))
-    return broadcast_to(g, x.shape)
+        g = reshape(g, batch + reduced_shape(x.shape, axes, True))
+    return broadcast_to(g, batch + x.shape)
 
 
 # ---- numel: the (possibly symbolic) element count of some dims, for mean ----------------
@@ -102,13 +103,13 @@ def count(x: Tensor, axes) -> float | Tensor:
 # ---- derivatives ----------------------------------------------------------------------------
 def _sum_vjp(node, g, needed):
     (x,) = node.args
-    return [expand(g, x, node.attrs["axis"], node.attrs["keepdims"])]
+    return [expand(g, x, node.attrs["axis"], node.attrs["keepdims"], _nb(g, node))]
 
 
 def _mean_vjp(node, g, needed):
     (x,) = node.args
     n = count(x, node.attrs["axis"])
-    return [expand(g / n, x, node.attrs["axis"], node.attrs["keepdims"])]
+    return [expand(g / n, x, node.attrs["axis"], node.attrs["keepdims"], _nb(g, node))]
 
 
 def _shifted(node, t):
@@ -139,7 +140,8 @@ def _argmax_weights(node) -> Tensor:
 
 def _extreme_vjp(node, g, needed):
     (x,) = node.args
-    return [expand(g, x, node.attrs["axis"], node.attrs["keepdims"]) * _argmax_weights(node)]
+    nb = _nb(g, node)
+    return [expand(g, x, node.attrs["axis"], node.attrs["keepdims"], nb) * _argmax_weights(node)]
 
 
 def _extreme_jvp(node, tangents):

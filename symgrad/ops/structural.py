@@ -68,7 +68,7 @@ def reshape(x: Tensor, shape) -> Tensor:
     return x.graph.apply("reshape", [x], {"shape": shape})
 
 
-defvjp("reshape", lambda g, ans, x, shape: reshape(g, x.shape))
+defvjp("reshape", lambda g, ans, x, shape: reshape(g, _batch(g, ans) + x.shape))
 defjvp("reshape", lambda t, ans, x, shape: reshape(t, _batch(t, x) + ans.shape))
 
 
@@ -101,7 +101,12 @@ def transpose(x: Tensor, axes=None) -> Tensor:
     return x.graph.apply("transpose", [x], {"axes": axes})
 
 
-defvjp("transpose", lambda g, ans, x, axes: transpose(g, tuple(np.argsort(axes))))
+defvjp(
+    "transpose",
+    lambda g, ans, x, axes: transpose(
+        g, _batch_axes(g, ans) + tuple(int(a) + _nb(g, ans) for a in np.argsort(axes))
+    ),
+)
 defjvp(
     "transpose",
     lambda t, ans, x, axes: transpose(t, _batch_axes(t, x) + tuple(a + _nb(t, x) for a in axes)),
@@ -137,35 +142,39 @@ def broadcast_to(x, shape) -> Tensor:
     return x.graph.apply("broadcast_to", [x], {"shape": shape})
 
 
-defvjp("broadcast_to", lambda g, ans, x, shape: unbroadcast(g, x.shape))
+defvjp("broadcast_to", lambda g, ans, x, shape: unbroadcast(g, x.shape, _nb(g, ans)))
 defjvp(
     "broadcast_to",
     lambda t, ans, x, shape: broadcast_to(expand_tangent(t, x, ans), _batch(t, x) + shape),
 )
 
 
-def unbroadcast(g: Tensor, shape) -> Tensor:
-    """Sum ``g`` over the axes along which ``shape`` was broadcast (the one place this is done)."""
+def unbroadcast(g: Tensor, shape, nb: int = 0) -> Tensor:
+    """Sum ``g`` over the axes along which ``shape`` was broadcast (the one place this is done).
+
+    The first ``nb`` axes of ``g`` are batch axes (batched cotangents) and are kept.
+    """
     from .reductions import sum as sum_
 
-    if g.shape == tuple(shape):
+    shape = tuple(shape)
+    if g.shape[nb:] == shape:
         return g
-    lead = g.ndim - len(shape)
+    lead = g.ndim - nb - len(shape)
     if lead < 0:
         raise ShapeError(f"cannot unbroadcast {format_shape(g.shape)} to {format_shape(shape)}")
     if lead:
-        g = sum_(g, tuple(range(lead)))
-    ones = tuple(i for i, d in enumerate(shape) if d == 1 and g.shape[i] != 1)
+        g = sum_(g, tuple(range(nb, nb + lead)))
+    ones = tuple(nb + i for i, d in enumerate(shape) if d == 1 and g.shape[nb + i] != 1)
     if ones:
         g = sum_(g, ones, keepdims=True)
-    if not compatible(g.shape, tuple(shape)):
+    if not compatible(g.shape[nb:], shape):
         raise ShapeError(f"cannot unbroadcast {format_shape(g.shape)} to {format_shape(shape)}")
     return g
 
 
-# ---- batched tangents (forward mode) -----------------------------------------------------
+# ---- batched tangents and cotangents ------------------------------------------------------
 def _nb(t: Tensor, x: Tensor) -> int:
-    """Number of leading batch axes a tangent of x carries."""
+    """Number of leading batch axes a tangent (or cotangent) of x carries."""
     return t.ndim - x.ndim
 
 
@@ -377,8 +386,16 @@ def _roll(first: int, second: int, ndim: int) -> tuple:
     return tuple(order) + tuple(range(first + second, ndim))
 
 
-defvjp("getitem", lambda g, ans, x, *idx, index: index_add(g, x.shape, index, idx))
-defvjp("index_add", lambda g, ans, src, *idx, shape, index: getitem(g, _python_index(index, idx)))
+# getitem and index_add are linear and each other's transpose: a batched cotangent of one
+# goes through the other's batched forward rule
+defvjp(
+    "getitem",
+    lambda g, ans, x, *idx, index: _index_add_jvp(g, None, ans, *idx, shape=x.shape, index=index),
+)
+defvjp(
+    "index_add",
+    lambda g, ans, src, *idx, shape, index: _getitem_jvp(g, None, ans, *idx, index=index),
+)
 defjvp("getitem", _getitem_jvp)
 defjvp("index_add", _index_add_jvp)
 
@@ -421,7 +438,7 @@ def concatenate(xs, axis: int = 0) -> Tensor:
 
 
 def _concat_vjp(node, g, needed):
-    axis = node.attrs["axis"]
+    axis = node.attrs["axis"] + _nb(g, node)
     out, start = [], 0
     for x, need in zip(node.args, needed):
         stop = start + x.shape[axis]
