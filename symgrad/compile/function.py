@@ -76,6 +76,7 @@ class Function:
                     f"input in inputs=[...] ({user_site()})"
                 )
         # the kernel is generated from a rewritten private copy; the user's graph stays as is
+        self.rewrites = rewrites
         self._prog = optimize(graph, roots + [x.node for x in inputs], rewrites)
         self.rewrite_log = self._prog.log
         self._kernels: dict = {}
@@ -94,13 +95,20 @@ class Function:
         )
 
     def _kernel(self, dims: dict):
-        key = tuple(sorted(dims.items()))
+        key = tuple(dims.items())  # bound in argument order, so equal shapes give equal keys
         hit = self._kernels.get(key)
         if hit is None:
             program = self._program(dims)
             hit = self._kernels[key] = (program.build(), program.source)
         self._last = hit
         return hit[0]
+
+    def specialize(self, fixed: dict) -> Function:
+        """A Function of the remaining inputs, with ``fixed`` {input or variable: value} bound
+        and everything that depends only on them computed once, now."""
+        from .staging import specialize
+
+        return specialize(self, fixed)
 
     @property
     def source(self) -> str:
@@ -110,8 +118,8 @@ class Function:
         return self._program(None).source
 
     def __call__(self, *args):
-        where = user_site()
         if len(args) != len(self.inputs):
+            where = user_site()
             wanted = "; ".join(self.graph.describe(x.node) for x in self.inputs) or "none"
             got = ", ".join(_shape_text(a) for a in args) or "none"
             raise InputError(
@@ -120,8 +128,10 @@ class Function:
             )
         dims: dict = {}
         bound_by: dict = {}
+        graph = self.graph
+        # the call site is looked up only if an argument is wrong
         arrays = [
-            check_argument(self.graph, x.node, a, dims, where, bound_by)
+            check_argument(graph, x.node, a, dims, user_site, bound_by)
             for x, a in zip(self.inputs, args)
         ]
         kernel = self._kernel(dims)
@@ -131,7 +141,7 @@ class Function:
             node = self._failed_node(e, kernel)
             if node is None:
                 raise
-            raise run_failure(self._prog.graph, node, dims, e, where) from e
+            raise run_failure(self._prog.graph, node, dims, e, user_site()) from e
 
     def _failed_node(self, error: Exception, kernel) -> int | None:
         """The node whose line of the kernel raised ``error``."""
