@@ -97,6 +97,19 @@ def may_alias(graph: Graph, order: list[int]) -> set[int]:
     return out
 
 
+def last_uses(graph: Graph, order: list[int], keep: set[int]) -> dict[int, list[int]]:
+    """{node: the values whose last reader it is}, for values not in ``keep``."""
+    last: dict[int, int] = {}
+    for n in order:
+        for a in graph.nx.pred[n]:
+            last[a] = n
+    out: dict[int, list[int]] = {}
+    for a, n in last.items():
+        if a not in keep:
+            out.setdefault(n, []).append(a)
+    return out
+
+
 def emit_program(
     graph: Graph,
     order: list[int],
@@ -111,6 +124,7 @@ def emit_program(
     ctx = EmitContext(dims)
     names: dict[int, str] = {n: f"a{i}" for i, n in enumerate(inputs)}
     body: list[str] = []
+    dies_at = last_uses(graph, order, set(outputs) | {v for _, v in updates})
     for n in order:
         data = graph.nx.nodes[n]
         op = data["op"]
@@ -125,6 +139,9 @@ def emit_program(
         label = op if op.isidentifier() else "op"
         names[n] = f"v{n}"
         body.append(f"v{n} = {expr}  # %{n} {label}")
+        dead = [names[a] for a in dies_at.get(n, ()) if names[a].startswith("v")]
+        if dead:  # free intermediates at their last use, so memory is reused, not grown
+            body.append(f"del {', '.join(dead)}")
     if dims is None and ctx.dim_names:
         header = []
         for dim, ident in ctx.dim_names.items():
