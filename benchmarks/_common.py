@@ -11,9 +11,17 @@ from __future__ import annotations
 import contextlib
 import gc
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# The scripts measure the symgrad of the checkout they belong to, even when the installed
+# symgrad (an editable install of another checkout, say) lives elsewhere.
+_ROOT = Path(__file__).resolve().parent.parent
+if (_ROOT / "symgrad" / "__init__.py").is_file() and str(_ROOT) not in sys.path:
+    sys.path.insert(1, str(_ROOT))
 
 
 def time_loop(fn: Callable[[], object], n: int) -> float:
@@ -64,7 +72,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align:
     """A markdown table; ``align`` has one letter per column, ``l`` or ``r`` (default ``l``)."""
     align = align.ljust(len(headers), "l")
     cells = [list(headers)] + [list(map(str, r)) for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(headers))]
 
     def line(r):
         parts = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align)]
@@ -101,3 +109,30 @@ def _threadpool_info():
     except ImportError:
         return None
     return [i for i in threadpool_info() if i.get("user_api") == "blas"]
+
+
+def symgrad_origin() -> str:
+    """Where the symgrad being measured comes from: its folder and, in a git checkout, the
+    commit (with ``+ changes`` when its files differ from the commit)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("symgrad")
+    if spec is None or spec.origin is None:
+        return "symgrad: not importable"
+    pkg = Path(spec.origin).resolve().parent
+
+    def git(*args):
+        out = subprocess.run(
+            ["git", "-C", str(pkg.parent), *args], capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = commit and git("status", "--porcelain", "--", str(pkg))
+    except (OSError, subprocess.SubprocessError):
+        commit = changed = None
+    where = f"symgrad from {pkg.parent}"
+    if commit:
+        where += f" (commit {commit}{' + changes' if changed else ''})"
+    return where

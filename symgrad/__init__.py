@@ -15,6 +15,7 @@ from .errors import (
     GradientCheckError,
     GraphError,
     InputError,
+    RewriteError,
     ShapeError,
     SymgradError,
 )
@@ -24,6 +25,8 @@ from .ops import *  # noqa: F403
 from .ops import __all__ as _ops_all
 
 __version__ = "0.1.0"
+
+from . import nn  # noqa: E402
 
 __all__ = [
     "Graph",
@@ -47,5 +50,6 @@ __all__ = [
     "DifferentiationError",
     "InputError",
     "GradientCheckError",
+    "RewriteError",
     *_ops_all,
 ]

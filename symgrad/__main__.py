@@ -14,9 +14,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
-        help="train the XOR network and a digits MLP, then check a Hessian-vector product",
+        help="train the XOR network and a digits MLP with symgrad.nn, then check a "
+        "Hessian-vector product and find the top Hessian eigenvalues by Lanczos",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.epilog = "notebooks/ holds worked examples: XOR, symbolic backprop, digits, Krylov."
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run

@@ -76,6 +76,11 @@ def check_grads(
             )
     rng = np.random.default_rng(seed)
     point = {graph.tensor(n): np.asarray(v) for n, v in fed.items()}
+    for x in xs:  # a variable checked but not fed is checked at its current value
+        if x not in point and x.op == "variable":
+            point[x] = np.array(x.value, copy=True)
+        elif x not in point:
+            raise InputError(f"check_grads: no value fed for {graph.describe(x.node)}")
     shape = np.shape(evaluate(f, point))
     h = f if not shape else sum_(f * graph.constant(rng.standard_normal(shape)))
     records: list[CheckRecord] = []

@@ -1,5 +1,6 @@
-"""``python -m symgrad demo``: train the XOR network of the course notes and an MLP on digits,
-then compute a Hessian-vector product of the digits loss and check it numerically."""
+"""``python -m symgrad demo``: train the XOR network of the course notes and an MLP on digits
+with ``symgrad.nn``, then look at the digits loss's curvature with ``symgrad.krylov``: one
+Hessian-vector product checked numerically, and the top Hessian eigenvalues by Lanczos."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import time
 import numpy as np
 
 import symgrad as sg
+from symgrad import krylov, nn
 
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
-XOR_Y = np.array([0, 1, 1, 0], dtype=np.float64)
+XOR_X, XOR_Y = nn.xor()
 # the hand-made solution of the course notes: f(x) = w^T max(0, W^T x + c) + b
 TEXTBOOK = {
     "W": np.array([[1.0, 1.0], [1.0, 1.0]]),
@@ -20,47 +21,26 @@ TEXTBOOK = {
 }
 
 
-def _progress(iterable, total, desc, quiet):
-    if quiet:
-        return iterable
-    try:
-        from tqdm import tqdm
-
-        return tqdm(iterable, total=total, desc=desc, leave=False)
-    except ImportError:  # tqdm is optional: fall back to plain output
-        print(f"{desc} ...")
-        return iterable
-
-
-def momentum_updates(params, grads, lr: float, mu: float, graph: sg.Graph) -> dict:
-    """SGD with momentum as graph updates: v <- mu v - lr g; p <- p + v."""
-    updates = {}
-    for p, gp in zip(params, grads):
-        v = graph.variable(f"velocity_{p.name}", np.zeros(p.shape, dtype=p.dtype))
-        new_v = mu * v - lr * gp
-        updates[v] = new_v
-        updates[p] = p + new_v
-    return updates
-
-
 def xor_network(params: dict):
-    """The XOR network, its MSE loss and one compiled training step (momentum SGD)."""
-    g = sg.Graph()
-    X = g.input("X", (4, 2))
-    Y = g.input("Y", (4,))
-    p = {k: g.variable(k, v) for k, v in params.items()}
-    out = sg.relu(X @ p["W"] + p["c"]) @ p["w"] + p["b"]
-    loss = sg.mse(out, Y)
-    order = [p[k] for k in ("W", "c", "w", "b")]
-    step = sg.compile(
-        loss, [X, Y], updates=momentum_updates(order, sg.grad(loss, order), 0.05, 0.9, g)
-    )
-    predict = sg.compile(out, [X])
-    return p, step, predict
+    """The XOR network as a 2-2-1 ReLU MLP holding ``params`` (course notes' names W, c, w,
+    b); returns (net, its parameters by those names, predict: X -> f(X))."""
+    net = nn.mlp([2, 2, 1], "relu")
+    named = dict(zip(("W", "c", "w", "b"), net.params))
+    net.set_values([np.reshape(params[k], named[k].shape) for k in ("W", "c", "w", "b")])
+
+    def predict(X):
+        return nn.predict(net, X)[:, 0]
+
+    return net, named, predict
+
+
+def _textbook_form(named: dict) -> dict:
+    return {k: v.value.reshape(TEXTBOOK[k].shape).copy() for k, v in named.items()}
 
 
 def train_xor(seed: int = 0, target: float = 1e-6, max_steps: int = 3000, quiet: bool = False):
-    """Train from random starts (a fresh one whenever a ReLU unit dies) until loss < target."""
+    """Train with momentum SGD on the four points until the MSE is below ``target``, from
+    random starts (a fresh one whenever a ReLU unit dies and the loss gets stuck)."""
     rng = np.random.default_rng(seed)
     for start in range(1, 51):
         init = {
@@ -69,106 +49,96 @@ def train_xor(seed: int = 0, target: float = 1e-6, max_steps: int = 3000, quiet:
             "w": rng.normal(0.0, 1.0, 2),
             "b": np.array(0.0),
         }
-        p, step, predict = xor_network(init)
-        for i in range(1, max_steps + 1):
-            loss = float(step(XOR_X, XOR_Y))
-            if loss < target:
-                learned = {k: v.value.copy() for k, v in p.items()}
-                return {
-                    "starts": start,
-                    "steps": i,
-                    "loss": loss,
-                    "params": learned,
-                    "outputs": predict(XOR_X),
-                }
+        net, named, predict = xor_network(init)
+        history = nn.fit(
+            net,
+            XOR_X,
+            XOR_Y,
+            loss="mse",
+            optimizer=nn.Momentum(lr=0.05, momentum=0.9),
+            epochs=max_steps,
+            batch_size=None,
+            target_loss=target,
+            quiet=quiet,
+            desc=f"XOR start {start}",
+        )
+        if history.stopped == "target":
+            return {
+                "starts": start,
+                "steps": len(history.loss),
+                "loss": history.loss[-1],
+                "params": _textbook_form(named),
+                "outputs": predict(XOR_X),
+                "history": history,
+            }
         if not quiet:
-            print(f"  start {start}: stuck at loss {loss:.3g} (a dead ReLU unit); new random start")
+            print(f"  start {start}: stuck at loss {history.loss[-1]:.3g} (a dead ReLU unit)")
     raise RuntimeError("XOR did not train from 50 random starts")
-
-
-def load_digits_split(seed: int = 0):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float64)
-    return train_test_split(X, y.astype(np.int64), test_size=0.25, random_state=seed, stratify=y)
-
-
-def digits_model(sizes=(64, 128, 10), seed: int = 0, dtype="float64"):
-    """MLP logits and per-batch mean cross-entropy as a graph (He-initialized ReLU layers)."""
-    rng = np.random.default_rng(seed)
-    g = sg.Graph()
-    X = g.input("X", ("batch", sizes[0]), dtype)
-    y = g.input("y", ("batch",), "int64")
-    params, h = [], X
-    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
-        W = g.variable(f"W{i}", rng.normal(0.0, np.sqrt(2.0 / m), (m, n)).astype(dtype))
-        b = g.variable(f"b{i}", np.zeros(n, dtype))
-        params += [W, b]
-        h = h @ W + b
-        if i < len(sizes) - 2:
-            h = sg.relu(h)
-    loss = sg.cross_entropy(h, y).mean()
-    return g, X, y, params, h, loss
 
 
 def train_digits(
     epochs: int = 30, batch: int = 64, lr: float = 0.05, seed: int = 0, quiet: bool = False
 ):
-    Xtr, Xte, ytr, yte = load_digits_split(seed)
-    g, X, y, params, logits, loss = digits_model(seed=seed)
-    t0 = time.perf_counter()
-    step = sg.compile(
-        loss, [X, y], updates=momentum_updates(params, sg.grad(loss, params), lr, 0.9, g)
+    """A 64-128-10 ReLU MLP on scikit-learn digits, momentum SGD, one compiled call a step."""
+    Xtr, Xte, ytr, yte = nn.digits(seed=seed)
+    net = nn.mlp([64, 128, 10], "relu", init="he", seed=seed)
+    history = nn.fit(
+        net,
+        Xtr,
+        ytr,
+        optimizer=nn.Momentum(lr=lr, momentum=0.9),
+        epochs=epochs,
+        batch_size=batch,
+        validation=(Xte, yte),
+        seed=seed,
+        quiet=quiet,
+        desc="digits epochs",
     )
-    compile_s = time.perf_counter() - t0
-    predict = sg.compile(logits, [X])
-    rng = np.random.default_rng(seed)
-    history = []
-    for _ in _progress(range(epochs), epochs, "digits epochs", quiet):
-        order = rng.permutation(len(Xtr))
-        losses = [
-            float(step(Xtr[idx], ytr[idx])) for idx in np.array_split(order, len(Xtr) // batch)
-        ]
-        history.append(float(np.mean(losses)))
-    accuracy = float(np.mean(np.argmax(predict(Xte), axis=1) == yte))
     return {
-        "accuracy": accuracy,
-        "history": history,
-        "compile_s": compile_s,
-        "graph": g,
-        "X": X,
-        "y": y,
-        "params": params,
-        "loss": loss,
+        "accuracy": nn.accuracy(nn.predict(net, Xte), yte),
+        "history": history.loss,
+        "compile_s": history.compile_time,
+        "fit": history,
+        "net": net,
+        "problem": history.problem,
         "data": (Xtr, Xte, ytr, yte),
     }
 
 
-def hvp_check(result: dict, eps: float = 1e-5, seed: int = 1) -> dict:
-    """One HVP of the digits loss at the trained parameters vs a central difference of gradients."""
-    g, X, y, params, loss = (result[k] for k in ("graph", "X", "y", "params", "loss"))
+def _curvature_batch(result: dict, rows: int = 256) -> dict:
+    problem = result["problem"]
     Xtr, _, ytr, _ = result["data"]
-    Xb, yb = Xtr[:256], ytr[:256]
-    vs = [g.input(f"v_{p.name}", p.shape) for p in params]
-    hv = sg.compile(sg.hvp(loss, params, vs), [X, y, *vs])
-    grad_fn = sg.compile(sg.grad(loss, params), [X, y])
-    rng = np.random.default_rng(seed)
-    v = [rng.standard_normal(p.shape) for p in params]
-    symbolic = np.concatenate([h.ravel() for h in hv(Xb, yb, *v)])
-    base = [p.value.copy() for p in params]
+    X, y = problem.inputs
+    return {X: Xtr[:rows], y: ytr[:rows]}
+
+
+def hvp_check(result: dict, eps: float = 1e-5, seed: int = 1) -> dict:
+    """One HVP of the digits loss at the trained parameters vs a central difference of
+    gradients along the same vector."""
+    problem = result["problem"]
+    feed = _curvature_batch(result)
+    op = krylov.hvp_operator(problem.loss, problem.params, feed)
+    grad_fn = sg.compile(sg.grad(problem.loss, problem.params), problem.inputs)
+    v = np.random.default_rng(seed).standard_normal(op.shape[0])
+    symbolic = op.matvec(v)
+    base = krylov.get_flat(problem.params)
 
     def grads_at(sign):
-        for p, b0, vi in zip(params, base, v):
-            p.value[...] = b0 + sign * eps * vi
-        return np.concatenate([gi.ravel() for gi in grad_fn(Xb, yb)])
+        krylov.set_flat(problem.params, base + sign * eps * v)
+        return krylov.flatten(grad_fn(*feed.values()))
 
     numeric = (grads_at(+1) - grads_at(-1)) / (2 * eps)
-    for p, b0 in zip(params, base):
-        p.value[...] = b0
+    krylov.set_flat(problem.params, base)
     rel = float(np.linalg.norm(symbolic - numeric) / np.linalg.norm(numeric))
     return {"relative_error": rel, "norm": float(np.linalg.norm(symbolic)), "n": symbolic.size}
+
+
+def top_hessian_eigenvalues(result: dict, k: int = 3) -> dict:
+    """The largest Hessian eigenvalues of the digits loss by Lanczos on compiled HVPs."""
+    problem = result["problem"]
+    op = krylov.hvp_operator(problem.loss, problem.params, _curvature_batch(result))
+    values = krylov.top_eigenvalues(op, k, tol=1e-8)
+    return {"values": values, "products": op.n_products, "n": op.shape[0]}
 
 
 def _show_matrix(name, a):
@@ -196,16 +166,21 @@ def run(quiet: bool = False) -> dict:
     print("(b) MLP 64-128-10 (ReLU, softmax cross-entropy) on scikit-learn digits, SGD + momentum")
     digits = train_digits(quiet=quiet)
     print(
-        f"    train step compiled in {1e3 * digits['compile_s']:.1f} ms; loss per epoch "
+        f"    training step (one compiled call) built in "
+        f"{1e3 * digits['compile_s']:.1f} ms; loss per epoch "
         f"{digits['history'][0]:.3f} -> {digits['history'][-1]:.4f}"
     )
     print(f"    held-out accuracy {100 * digits['accuracy']:.2f}%")
 
-    print("(c) Hessian-vector product of the digits loss (forward-over-reverse)")
+    print("(c) Hessian-vector product of the digits loss (forward-over-reverse), 256 examples")
     hv = hvp_check(digits)
     print(
         f"    |Hv| = {hv['norm']:.4g} over {hv['n']} parameters; relative error vs central "
         f"difference of gradients: {hv['relative_error']:.2e}"
     )
+    print("(d) Largest Hessian eigenvalues of the digits loss, Lanczos on compiled HVPs")
+    top = top_hessian_eigenvalues(digits)
+    values = ", ".join(f"{v:.4g}" for v in top["values"])
+    print(f"    {values}  ({top['products']} HVPs for a {top['n']} x {top['n']} Hessian)")
     print(f"done in {time.perf_counter() - t_start:.1f} s")
-    return {"xor": xor, "digits": digits, "hvp": hv}
+    return {"xor": xor, "digits": digits, "hvp": hv, "eigenvalues": top}

@@ -32,6 +32,10 @@ class InputError(SymgradError, ValueError):
     """A compiled function or the evaluator was called with the wrong arguments."""
 
 
+class RewriteError(SymgradError):
+    """A graph rewrite broke its contract (a bug in the rewrite, never a user error)."""
+
+
 class GradientCheckError(SymgradError, AssertionError):
     """`check_grads` found symbolic and numeric derivatives that disagree."""
 

@@ -226,3 +226,11 @@ def test_third_and_fourth_derivatives_compose():
     jvp_of_h = sg.jvp(sg.hessian(f, x), x, v)
     want_j = [[float(sp.diff(fs, s, t, a).subs(at)) for t in (a, b)] for s in (a, b)]
     np.testing.assert_allclose(sg.evaluate(jvp_of_h, {x: xv}), want_j, rtol=1e-12)
+
+
+def test_check_grads_with_respect_to_an_unfed_variable():
+    g = sg.Graph()
+    x = g.input("x", (2,))
+    W = g.variable("W", np.array([0.5, -1.5]))
+    records = sg.check_grads(sg.sum(sg.tanh(x * W)), {x: np.ones(2)}, wrt=[W], order=2)
+    assert len(records) == 4 and all(r.error < 1e-7 for r in records)

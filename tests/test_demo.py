@@ -41,3 +41,25 @@ def test_cli_help_lists_demo():
         [sys.executable, "-m", "symgrad", "--help"], capture_output=True, text=True, check=True
     )
     assert "demo" in out.stdout
+
+
+def test_demo_lanczos_eigenvalues_match_eigsh(digits):
+    from scipy.sparse.linalg import eigsh
+
+    from symgrad import krylov
+
+    top = demo.top_hessian_eigenvalues(digits, k=3)
+    problem = digits["problem"]
+    op = krylov.hvp_operator(problem.loss, problem.params, demo._curvature_batch(digits))
+    reference = np.sort(eigsh(op, k=3, which="LA", tol=1e-12)[0])[::-1]
+    np.testing.assert_allclose(top["values"], reference, rtol=1e-6)
+    assert top["n"] == 64 * 128 + 128 + 128 * 10 + 10
+
+
+def test_demo_runs_and_prints_its_claims(capsys):
+    result = demo.run(quiet=True)
+    out = capsys.readouterr().out
+    assert "< 1e-6" in out and "W = [[1., 1.], [1., 1.]]" in out
+    assert "held-out accuracy" in out and "relative error" in out and "HVPs" in out
+    assert result["xor"]["loss"] < 1e-6 and result["digits"]["accuracy"] >= 0.95
+    assert result["hvp"]["relative_error"] < 1e-6

@@ -28,6 +28,15 @@ class EmitContext:
         self.namespace: dict = {"np": np, "rt": runtime}
         self.dims = dims  # concrete sizes of symbolic dims, or None to read them at run time
         self.dim_names: dict[str, str] = {}
+        self.pending: list[tuple[str, str]] = []  # statements the current line needs first
+        self._temps = 0
+
+    def statement(self, src: str) -> str:
+        """Compute ``src`` in a statement of its own just before the current line; its name."""
+        name = f"t{self._temps}"
+        self._temps += 1
+        self.pending.append((name, src))
+        return name
 
     def const(self, value, hint: str = "k") -> str:
         name = f"{hint}{len(self.namespace)}"
@@ -138,7 +147,12 @@ def emit_program(
         expr = spec.emit(ctx, args, data["attrs"])
         label = op if op.isidentifier() else "op"
         names[n] = f"v{n}"
+        temps = [name for name, _ in ctx.pending]
+        body += [f"{name} = {src}  # %{n} {label}" for name, src in ctx.pending]
         body.append(f"v{n} = {expr}  # %{n} {label}")
+        if temps:  # a fused kernel's intermediates are dead once its value is computed
+            body.append(f"del {', '.join(temps)}")
+        ctx.pending.clear()
         dead = [names[a] for a in dies_at.get(n, ()) if names[a].startswith("v")]
         if dead:  # free intermediates at their last use, so memory is reused, not grown
             body.append(f"del {', '.join(dead)}")

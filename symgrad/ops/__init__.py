@@ -1,5 +1,7 @@
 """Every op of symgrad, as functions on Tensors."""
 
+from types import ModuleType as _ModuleType
+
 from ..graph import atomic as _atomic
 from .elementwise import user_elementwise as elementwise
 from .linalg import matmul
@@ -49,7 +51,11 @@ from .structural import (
 )
 
 _REGISTRY_API = {"OPS", "Op", "defjvp", "defvjp", "get_op", "register", "elementwise"}
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    name
+    for name, value in globals().items()
+    if not name.startswith("_") and not isinstance(value, _ModuleType)
+]
 
 # public op functions are all-or-nothing: a failing call leaves the graph as it was
 for _name in __all__:

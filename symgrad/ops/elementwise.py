@@ -9,13 +9,16 @@ written on the output.
 
 One walker turns an expression into NumPy: into source text for the compiler and into
 values for the reference evaluator. Only the heads in its tables are accepted, so no text
-from a user's expression ever reaches generated source.
+from a user's expression ever reaches generated source. Source is translated once per
+expression and kept as a template; an expression that reads a subexpression more than once
+(a fused kernel) computes it once, in a statement of its own.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -47,6 +50,12 @@ class sigmoid(sp.Function):  # noqa: N801  (SymPy function names are lower case)
         s = sigmoid(self.args[0])
         return s * (1 - s)
 
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_real else None
+
 
 class softplus(sp.Function):  # noqa: N801
     """log(1 + exp(x)), kept as one head so it is computed stably."""
@@ -55,6 +64,12 @@ class softplus(sp.Function):  # noqa: N801
 
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_real else None
 
 
 # ---- expression -> NumPy --------------------------------------------------------------
@@ -92,11 +107,14 @@ LOGIC = {sp.And: ("np.logical_and", np.logical_and), sp.Or: ("np.logical_or", np
 class _Source:
     """Walker backend that writes NumPy source text."""
 
+    minmax = True  # Piecewise((a, a > b), (b, True)) is written np.maximum(a, b)
+
     def __init__(self, argnames):
         self.argnames = argnames
+        self.memo: dict = {}  # subexpression -> its source (or the name of its statement)
 
-    def symbol(self, i):
-        return self.argnames[i]
+    def symbol(self, s):
+        return self.argnames[_index_of(s)]
 
     def number(self, v):
         return f"({v!r})" if v < 0 else repr(v)
@@ -136,11 +154,14 @@ class _Source:
 class _Values:
     """Walker backend that computes NumPy values (the reference evaluator)."""
 
+    minmax = False  # the reference keeps np.where, exactly as the expression says
+
     def __init__(self, arrays):
         self.arrays = arrays
+        self.memo: dict = {}
 
-    def symbol(self, i):
-        return self.arrays[i]
+    def symbol(self, s):
+        return self.arrays[_index_of(s)]
 
     def number(self, v):
         return v
@@ -178,9 +199,17 @@ class _Values:
 
 
 def _walk(e, b):
-    """Translate expression ``e`` with backend ``b`` (expressions are small: recursion is fine)."""
+    """Translate expression ``e`` with backend ``b``; a subexpression met again is translated
+    once (expressions are DAGs, and fused ones share a lot)."""
+    hit = b.memo.get(e)
+    if hit is None:
+        hit = b.memo[e] = _translate(e, b)
+    return hit
+
+
+def _translate(e, b):
     if isinstance(e, sp.Symbol):
-        return b.symbol(_index_of(e))
+        return b.symbol(e)
     if e is sp.true:
         return b.true()
     if isinstance(e, sp.Integer):
@@ -191,7 +220,7 @@ def _walk(e, b):
         return b.number(float(e))
     if isinstance(e, sp.Add):
         pos = [a for a in e.args if not a.could_extract_minus_sign()]
-        neg = [-a for a in e.args if a.could_extract_minus_sign()]
+        neg = [_negated(a) for a in e.args if a.could_extract_minus_sign()]
         return b.add([_walk(a, b) for a in pos], [_walk(a, b) for a in neg])
     if isinstance(e, sp.Mul):
         num, den = [], []
@@ -213,9 +242,13 @@ def _walk(e, b):
         if ex == sp.Rational(1, 2):
             return b.sqrt(_walk(base, b))
         if ex.is_Number and ex < 0:
-            return b.div(b.number(1.0), _walk(sp.Pow(base, -ex, evaluate=False), b))
+            inverse = base if ex == -1 else sp.Pow(base, -ex, evaluate=False)
+            return b.div(b.number(1.0), _walk(inverse, b))
         return b.pow(_walk(base, b), _walk(ex, b))
     if isinstance(e, sp.Piecewise):
+        fold = _max_min(e) if b.minmax else None
+        if fold is not None:
+            return b.call(FOLDS[fold[0]], [_walk(fold[1], b), _walk(fold[2], b)])
         (last, _), rest = e.args[-1], e.args[:-1]
         out = _walk(last, b)
         for value, cond in reversed(rest):
@@ -235,6 +268,28 @@ def _walk(e, b):
     raise GraphError(f"elementwise expressions cannot use {head.__name__} (in {e})")
 
 
+def _negated(a: sp.Expr) -> sp.Expr:
+    """-a, written without evaluating a again (that could regroup a fused kernel's sums)."""
+    if isinstance(a, sp.Mul) and a.args[0].is_Number and a.args[0].is_negative:
+        c, rest = -a.args[0], a.args[1:]
+        if c == 1:
+            return rest[0] if len(rest) == 1 else sp.Mul(*rest, evaluate=False)
+        return sp.Mul(c, *rest, evaluate=False)
+    return -a
+
+
+def _max_min(e: sp.Piecewise):
+    """(Max or Min, a, b) when ``e`` picks the larger or smaller of a and b, else None."""
+    if len(e.args) != 2 or e.args[1][1] is not sp.true:
+        return None
+    (a, cond), (b, _) = e.args
+    orders = (sp.StrictGreaterThan, sp.GreaterThan, sp.StrictLessThan, sp.LessThan)
+    if not isinstance(cond, orders) or {cond.lhs, cond.rhs} != {a, b}:
+        return None
+    bigger = isinstance(cond, (sp.StrictGreaterThan, sp.GreaterThan)) == (cond.lhs == a)
+    return (sp.Max if bigger else sp.Min), a, b
+
+
 def _index_of(s: sp.Symbol) -> int:
     name = s.name
     if not (name.startswith("x") and name[1:].isdigit()) or s != sym(int(name[1:])):
@@ -243,7 +298,117 @@ def _index_of(s: sp.Symbol) -> int:
 
 
 def to_source(expr: sp.Expr, argnames: list[str]) -> str:
-    return _walk(expr, _Source(argnames))
+    return fill(source_template(expr), argnames, ())
+
+
+# A template is a tuple of parts: text, an argument index i >= 0, or -(j + 1) for statement j.
+_HOLE = re.compile("\x00(-?\\d+)\x00")
+
+
+def _holes(i: int) -> str:
+    return f"\x00{i}\x00"
+
+
+def _parts(text: str) -> tuple:
+    pieces = _HOLE.split(text)  # text, index, text, index, ..., text
+    return tuple(int(p) if k % 2 else p for k, p in enumerate(pieces) if p)
+
+
+def fill(template: tuple, args, temps) -> str:
+    """The source text of a template with argument and statement names put in."""
+    return "".join(
+        p if isinstance(p, str) else (args[p] if p >= 0 else temps[-p - 1]) for p in template
+    )
+
+
+@functools.lru_cache(maxsize=16384)
+def source_template(expr: sp.Expr) -> tuple:
+    """``expr`` as NumPy source with holes for its arguments (translated once per expression)."""
+    names = _ArgNames()
+    return _parts(_walk(expr, _Source(names)))
+
+
+class _ArgNames:
+    """Stands for the argument list while a template is written: argument i is hole i."""
+
+    def __getitem__(self, i: int) -> str:
+        return _holes(i)
+
+
+@functools.lru_cache(maxsize=4096)
+def kernel_template(expr: sp.Expr) -> tuple[tuple, tuple]:
+    """(statements, result) templates computing ``expr`` with each repeated subexpression
+    computed once, in a statement of its own.
+
+    Only identical subexpressions are shared: ``sympy.cse`` would also regroup sums and
+    products, which changes the rounding of a fused kernel against its unfused graph.
+    """
+    shared = _repeated(expr)
+    if not shared:
+        return (), source_template(expr)
+    b = _Source(_ArgNames())
+    statements = []
+    for j, sub in enumerate(shared):
+        statements.append(_parts(_walk(sub, b)))
+        b.memo[sub] = _holes(-(j + 1))
+    result = _parts(_walk(expr, b))
+    return _drop_unused(statements, result)
+
+
+def _repeated(expr: sp.Expr) -> list:
+    """The subexpressions read more than once, each after the ones it reads."""
+    reads: dict = {}
+    order: list = []
+    stack = [(expr, False)]
+    while stack:  # iterative post-order over the distinct subexpressions
+        e, done = stack.pop()
+        if done:
+            order.append(e)
+            continue
+        if e in reads:
+            continue
+        reads[e] = 0
+        stack.append((e, True))
+        stack.extend((a, False) for a in reversed(e.args) if a not in reads)
+    for e in order:
+        for a in e.args:
+            reads[a] += 1
+    return [
+        e
+        for e in order
+        if reads[e] > 1
+        and e.args
+        and isinstance(e, sp.Expr)
+        and not (e.is_Mul and e.args[0] == -1)  # written as a subtraction where it is read
+    ]
+
+
+def _drop_unused(statements: list, result: tuple) -> tuple[tuple, tuple]:
+    """Remove statements nothing reads (a shared factor may be written into a division)."""
+    read = {p for p in result if isinstance(p, int) and p < 0}
+    for j in range(len(statements) - 1, -1, -1):
+        if -(j + 1) in read:
+            read.update(p for p in statements[j] if isinstance(p, int) and p < 0)
+    renumber: dict[int, int] = {}
+    kept = []
+    for j, t in enumerate(statements):
+        if -(j + 1) in read:
+            renumber[-(j + 1)] = -(len(kept) + 1)
+            kept.append(t)
+
+    def rename(t):
+        return tuple(renumber.get(p, p) if isinstance(p, int) and p < 0 else p for p in t)
+
+    return tuple(rename(t) for t in kept), rename(result)
+
+
+def emit_expression(ctx, expr: sp.Expr, args: list[str]) -> str:
+    """Source of ``expr`` on ``args``; shared subexpressions become ``ctx.statement``s first."""
+    statements, result = kernel_template(expr)
+    temps: list[str] = []
+    for s in statements:
+        temps.append(ctx.statement(fill(s, args, temps)))
+    return fill(result, args, temps)
 
 
 def to_values(expr: sp.Expr, arrays: list) -> np.ndarray:
@@ -378,7 +543,9 @@ def _emit_for(op_name: str, template: str | None):
     def emit(ctx, args, attrs):
         if template is not None:
             return template.format(*args, **{k: ctx.literal(v) for k, v in attrs.items()})
-        src = to_source(_named_expression(op_name, len(args), _frozen(attrs)), args)
+        expr = _named_expression(op_name, len(args), _frozen(attrs))
+        # named ops are one head each; the anonymous op may be a whole fused kernel
+        src = emit_expression(ctx, expr, args) if op_name == "expr" else to_source(expr, args)
         if "dtype" in attrs:
             return f"np.asarray({src}, dtype={ctx.literal(attrs['dtype'])})"
         return src

@@ -32,6 +32,7 @@ register(
         infer=_infer_matmul,
         impl=lambda a, at: np.matmul(a[0], a[1]),
         emit=lambda ctx, a, at: f"({a[0]} @ {a[1]})",
+        emit_into=lambda ctx, out, a, at: f"np.matmul({a[0]}, {a[1]}, out={out})",
         arity=(2, 2),
     )
 )

@@ -8,6 +8,7 @@ from ..graph import Tensor
 from .elementwise import apply_elementwise, define
 from .elementwise import sigmoid as _sigmoid
 from .elementwise import softplus as _softplus
+from .registry import OPS
 
 P = sp.Piecewise
 
@@ -41,6 +42,35 @@ _NARGS = {"leaky_relu": 1}
 
 for _name, (_builder, _template) in RULES.items():
     define(_name, _builder, nargs=_NARGS.get(_name), template=_template)
+
+# name -> the ufunc computing it into an existing array (the compiler's buffer reuse)
+UFUNCS = {
+    "add": "np.add({0}, {1}",
+    "sub": "np.subtract({0}, {1}",
+    "mul": "np.multiply({0}, {1}",
+    "div": "np.true_divide({0}, {1}",
+    "neg": "np.negative({0}",
+    "pow": "np.power({0}, {1}",
+    "exp": "np.exp({0}",
+    "log": "np.log({0}",
+    "sqrt": "np.sqrt({0}",
+    "square": "np.square({0}",
+    "abs": "np.absolute({0}",
+    "sin": "np.sin({0}",
+    "cos": "np.cos({0}",
+    "tanh": "np.tanh({0}",
+    "relu": "np.maximum({0}, 0",
+    "maximum": "np.maximum({0}, {1}",
+    "minimum": "np.minimum({0}, {1}",
+}
+
+
+def _into(call: str):
+    return lambda ctx, out, args, attrs: (call + ", out={out})").format(*args, out=out)
+
+
+for _name, _call in UFUNCS.items():
+    OPS[_name].emit_into = _into(_call)
 
 
 def _unary(name):

@@ -13,6 +13,8 @@ from .shapes import normalize_axes, reduced_shape
 from .structural import _nb, broadcast_to, equal, reshape, where
 
 _NUMPY = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+# the ufunc reductions are the same computation as np.sum & co. with less call overhead
+_REDUCER = {"sum": "np.add", "mean": "np.add", "max": "np.maximum", "min": "np.minimum"}
 
 
 def _infer_for(name):
@@ -43,9 +45,8 @@ def _register(name):
             name,
             infer=_infer_for(name),
             impl=lambda a, at: np.asarray(fn(a[0], axis=at["axis"], keepdims=at["keepdims"])),
-            emit=lambda ctx, a, at: (
-                f"np.{name}({a[0]}, axis={at['axis']!r}, keepdims={at['keepdims']!r})"
-            ),
+            emit=lambda ctx, a, at: _emit(name, ctx, a[0], at, None),
+            emit_into=lambda ctx, out, a, at: _emit(name, ctx, a[0], at, out),
         )
     )
 
@@ -61,6 +62,18 @@ def _register(name):
     reduce.__name__ = name
     reduce.__doc__ = f"{name} over ``axis`` (None = all), keeping reduced axes if ``keepdims``."
     return reduce
+
+
+def _emit(name: str, ctx, x: str, attrs: dict, out: str | None) -> str:
+    axes, keepdims = attrs["axis"], attrs["keepdims"]
+    call = f"{_REDUCER[name]}.reduce({x}, {axes!r}, None, {out}, {keepdims!r})"
+    if name != "mean":
+        return call
+    # the mean divides by the number of reduced elements, read off the argument's shape
+    count = " * ".join(f"{x}.shape[{a}]" for a in axes) or "1"
+    if out is None:
+        return f"np.true_divide({call}, {count})"
+    return f"{call}; np.true_divide({out}, {count}, out={out})"
 
 
 sum = _register("sum")  # noqa: A001

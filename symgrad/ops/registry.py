@@ -4,6 +4,8 @@ An op has, at most:
 - ``infer(arg_types, attrs) -> (shape, dtype)``: shape/dtype rule; raises ShapeError.
 - ``impl(arrays, attrs) -> ndarray``: the reference NumPy implementation (sg.evaluate).
 - ``emit(ctx, argnames, attrs) -> str``: the NumPy source expression for one application.
+- ``emit_into(ctx, out, argnames, attrs) -> str``: optional, a statement computing it into
+  the preallocated array ``out``.
 - ``vjp(node, cotangent, needed) -> [Tensor | None per argument]``, built from graph ops.
 - ``jvp(node, tangents) -> Tensor | None``, built from graph ops.
 Attributes listed in ``shape_attrs`` may hold symbolic dims; the evaluator and the compiler
@@ -32,6 +34,9 @@ class Op:
     differentiable: bool = True
     shape_attrs: tuple[str, ...] = ()
     is_view: bool = False  # the emitted NumPy may return a view of its first argument
+    # emit_into(ctx, out, argnames, attrs) -> a statement writing the value into the existing
+    # array ``out`` (same shape and dtype); lets the compiler reuse buffers across calls
+    emit_into: Callable | None = None
     doc: str = ""
     extra: dict = field(default_factory=dict)
 

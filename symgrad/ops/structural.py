@@ -86,7 +86,11 @@ register(
         "transpose",
         infer=_infer_transpose,
         impl=lambda a, at: np.transpose(a[0], at["axes"]),
-        emit=lambda ctx, a, at: f"np.transpose({a[0]}, {tuple(at['axes'])!r})",
+        emit=lambda ctx, a, at: (
+            f"{a[0]}.T"  # reversing all axes: the cheapest spelling of the same view
+            if tuple(at["axes"]) == tuple(reversed(range(len(at["axes"]))))
+            else f"{a[0]}.transpose({tuple(at['axes'])!r})"
+        ),
         is_view=True,
     )
 )

@@ -1,0 +1,145 @@
+"""Lanczos with full reorthogonalization, and the extreme eigenvalues it finds.
+
+k steps of Lanczos on a symmetric operator A from a start vector q1 build an orthonormal
+basis Q of the Krylov space span{q1, A q1, ..., A^(k-1) q1} and the tridiagonal
+T = Q^T A Q. The eigenvalues of T (Ritz values) converge to A's extreme eigenvalues first.
+In floating point the plain three-term recurrence loses orthogonality and repeats
+eigenvalues, so every new vector is orthogonalized again against the whole basis (twice:
+"twice is enough").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import eigh_tridiagonal
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
+
+
+@dataclass
+class LanczosResult:
+    """The outcome of ``lanczos``: T's diagonal ``alpha`` and off-diagonal ``beta``, the basis
+    ``Q`` (n x k), and ``residual`` = beta_k q_(k+1), the part of A q_k outside the basis."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    Q: np.ndarray
+    residual: np.ndarray
+
+    @property
+    def steps(self) -> int:
+        return len(self.alpha)
+
+    @property
+    def invariant(self) -> bool:
+        """The basis spans an invariant subspace: the Ritz values are exact eigenvalues."""
+        return bool(np.linalg.norm(self.residual) == 0.0)
+
+    def tridiagonal(self) -> np.ndarray:
+        """T = Q^T A Q as a dense k x k matrix."""
+        return np.diag(self.alpha) + np.diag(self.beta, 1) + np.diag(self.beta, -1)
+
+    def ritz(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ritz values (ascending), Ritz vectors (n x k) and their residual norms
+        |A y - theta y| = beta_k |last entry of T's eigenvector|."""
+        theta, S = eigh_tridiagonal(self.alpha, self.beta)
+        bounds = np.linalg.norm(self.residual) * np.abs(S[-1])
+        return theta, self.Q @ S, bounds
+
+
+def lanczos(
+    op,
+    k: int,
+    v0: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    start: LanczosResult | None = None,
+) -> LanczosResult:
+    """``k`` Lanczos steps (at most n) on the symmetric ``op`` (a LinearOperator, a matrix or
+    anything scipy's ``aslinearoperator`` takes) with full reorthogonalization.
+
+    Starts from ``v0`` (default: a random vector from ``seed``), or continues ``start`` for
+    ``k`` more steps. Stops early when the Krylov space becomes invariant.
+    """
+    A: LinearOperator = aslinearoperator(op)
+    n = A.shape[0]
+    if start is None:
+        q = np.random.default_rng(seed).standard_normal(n) if v0 is None else np.ravel(v0)
+        q = np.asarray(q, dtype=np.float64)
+        alphas, betas, basis = [], [], []
+        residual = q / np.linalg.norm(q)  # as if beta = 1 and q1 the residual
+        beta = 1.0
+    else:
+        alphas, betas = list(start.alpha), list(start.beta)
+        basis = list(start.Q.T)
+        beta = float(np.linalg.norm(start.residual))
+        residual = start.residual
+    tiny = np.finfo(np.float64).eps
+    scale = max([abs(a) for a in alphas] + [beta, tiny])
+    for _ in range(min(k, n - len(basis))):
+        if beta <= tiny * n * scale:  # invariant subspace: nothing new to find
+            residual = np.zeros(n)
+            break
+        if basis:
+            betas.append(beta)
+        q = residual / beta
+        basis.append(q)
+        w = np.asarray(A.matvec(q), dtype=np.float64).ravel()
+        alpha = float(q @ w)
+        alphas.append(alpha)
+        Q = np.array(basis).T
+        for _ in range(2):
+            w = w - Q @ (Q.T @ w)
+        residual = w
+        beta = float(np.linalg.norm(w))
+        scale = max(scale, abs(alpha), beta)
+    if len(basis) == n or beta <= tiny * n * scale:
+        residual = np.zeros(n)
+    Q = np.array(basis).T if basis else np.zeros((n, 0))
+    return LanczosResult(np.array(alphas), np.array(betas), Q, residual)
+
+
+_ORDER = {
+    "LA": lambda theta: np.argsort(-theta),  # largest algebraic first
+    "SA": lambda theta: np.argsort(theta),  # smallest algebraic first
+    "LM": lambda theta: np.argsort(-np.abs(theta)),  # largest magnitude first
+}
+
+
+def top_eigenvalues(
+    op,
+    k: int = 5,
+    *,
+    which: str = "LA",
+    tol: float = 1e-10,
+    max_steps: int | None = None,
+    seed: int = 0,
+    return_vectors: bool = False,
+):
+    """The ``k`` extreme eigenvalues of the symmetric ``op`` by Lanczos.
+
+    ``which``: "LA" largest (default, in decreasing order), "SA" smallest (increasing) or
+    "LM" largest in magnitude. Lanczos runs until every wanted Ritz pair's residual is below
+    ``tol`` times the largest Ritz value's magnitude (an eigenvalue's error is at most its
+    residual), the basis is the whole space, or ``max_steps``. With ``return_vectors``
+    returns (values, vectors as columns).
+    """
+    if which not in _ORDER:
+        raise ValueError(f"which must be one of {sorted(_ORDER)}, got {which!r}")
+    n = aslinearoperator(op).shape[0]
+    if not 0 < k <= n:
+        raise ValueError(f"k = {k} eigenvalues of a {n} x {n} operator")
+    limit = n if max_steps is None else min(n, max_steps)
+    steps = min(limit, max(2 * k + 10, 20))
+    result = lanczos(op, steps, seed=seed)
+    while True:
+        theta, Y, bounds = result.ritz()
+        pick = _ORDER[which](theta)[:k]
+        scale = np.max(np.abs(theta)) if len(theta) else 1.0
+        done = np.all(bounds[pick] <= tol * scale) or result.invariant
+        if done or result.steps >= limit:
+            break
+        result = lanczos(op, min(limit, 2 * result.steps) - result.steps, start=result)
+    values = theta[pick]
+    return (values, Y[:, pick]) if return_vectors else values

@@ -1,0 +1,179 @@
+"""Curvature products as ``scipy.sparse.linalg.LinearOperator``s over one flat parameter
+vector, so that scipy's ``eigsh``, ``cg`` and ``minres`` (and the methods of this package)
+run on compiled Hessian- and Gauss-Newton-vector products.
+
+The product graph is built and compiled once per (function, parameters, fed inputs) and
+reused. An operator fixes the point and the data; the compiled product is then specialized
+to them (``Function.specialize``), so the forward pass and the gradient are computed once
+and each product does only the work that depends on v.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from ..autodiff.derived import hvp
+from ..autodiff.forward import jvp
+from ..autodiff.reverse import vjp
+from ..compile.function import Function, compile
+from ..errors import GraphError, InputError
+from ..graph import Tensor
+from ..nn.problem import fresh_name
+from ..ops import concatenate, reshape
+from .flat import sizes, unflatten
+
+
+class CurvatureOperator(LinearOperator):
+    """A symmetric n x n curvature matrix (n = number of parameter entries) seen only
+    through products. ``n_products`` counts them; ``passes`` is 2 per product (the cost of
+    a product in gradient evaluations)."""
+
+    def __init__(self, product: Callable[[np.ndarray], np.ndarray], params, dtype, kind: str):
+        n = sum(sizes(params))
+        super().__init__(dtype=np.dtype(dtype), shape=(n, n))
+        self._product = product
+        self.params = list(params)
+        self.kind = kind
+        self.n_products = 0
+
+    def _matvec(self, v):
+        self.n_products += 1
+        return self._product(np.ascontiguousarray(np.ravel(v), dtype=self.dtype))
+
+    def _rmatvec(self, v):
+        return self._matvec(v)
+
+    def _adjoint(self):
+        return self
+
+    @property
+    def passes(self) -> int:
+        return 2 * self.n_products
+
+    def unflatten(self, vector: np.ndarray) -> list[np.ndarray]:
+        """A flat vector as one array per parameter."""
+        return unflatten(vector, self.params)
+
+    def damped(self, damping: float) -> LinearOperator:
+        """This operator plus ``damping`` times the identity (Levenberg-Marquardt / Tikhonov)."""
+        return damped(self, damping)
+
+    def __repr__(self) -> str:
+        return f"<{self.shape[0]}x{self.shape[1]} {self.kind} operator, {self.n_products} products>"
+
+
+def damped(op: LinearOperator, damping: float) -> LinearOperator:
+    """``op + damping * I`` as a LinearOperator."""
+
+    def matvec(v):
+        v = np.ravel(v)
+        return op.matvec(v) + damping * v
+
+    return LinearOperator(op.shape, matvec=matvec, rmatvec=matvec, dtype=op.dtype)
+
+
+# ---- the product graphs -------------------------------------------------------------------
+def _hessian_products(mode: str):
+    def build(f, wrt, vs, outputs):
+        return hvp(f, wrt, vs, mode=mode)
+
+    return build
+
+
+def _gauss_newton_products(f, wrt, vs, outputs):
+    """G v = J^T H_L J v, J = d outputs / d params, H_L = Hessian of f in the outputs."""
+    if outputs is None:
+        raise GraphError("Gauss-Newton products need the model's outputs (outputs=...)")
+    Jv = jvp(outputs, wrt, vs)
+    return vjp(outputs, wrt, hvp(f, outputs, Jv))
+
+
+PRODUCTS: dict[str, Callable] = {
+    "hessian": _hessian_products("fwd-rev"),
+    "hessian-rev-rev": _hessian_products("rev-rev"),
+    "gauss-newton": _gauss_newton_products,
+}
+
+
+def product_function(
+    kind: str, f: Tensor, wrt: Sequence[Tensor], fixed: Sequence[Tensor], outputs=None
+) -> Function:
+    """The compiled ``(*fixed, v) -> product(v)`` over flat v, built once per graph and key."""
+    graph = f.graph
+    key = (kind, f.node, tuple(w.node for w in wrt), tuple(x.node for x in fixed))
+    key += (None if outputs is None else outputs.node,)
+    # kept on the graph (a cycle the collector frees), not in a global table that pins it
+    cache = vars(graph).setdefault("_krylov_products", {})
+    if key not in cache:
+        dtype = np.result_type(*[w.dtype for w in wrt]).name
+        v = graph.input(fresh_name(graph, "krylov.v"), (sum(sizes(wrt)),), dtype)
+        pieces, offset = [], 0
+        for w, k in zip(wrt, sizes(wrt)):
+            pieces.append(reshape(v[offset : offset + k], w.shape))
+            offset += k
+        products = PRODUCTS[kind](f, list(wrt), pieces, outputs)
+        flat = concatenate([reshape(p, (k,)) for p, k in zip(products, sizes(wrt))])
+        cache[key] = compile(flat, [*fixed, v])
+    return cache[key]
+
+
+def _staged(fn: Function, fixed: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """``v -> fn(..., v)`` with everything but v fixed to the values in ``fixed``
+    ({input or variable: array}); where the compiler can stage, all that does not depend on
+    v (the forward pass, the gradient) is computed once, here."""
+    if hasattr(fn, "specialize"):
+        return fn.specialize(fixed)
+    args = [fixed[x] for x in fn.inputs[:-1]]  # variables are then read at each product
+    return lambda v: fn(*args, v)
+
+
+def _operator(kind: str, f: Tensor, wrt, feed, outputs=None) -> CurvatureOperator:
+    wrt = [wrt] if isinstance(wrt, Tensor) else list(wrt)
+    graph = f.graph
+    if f.ndim != 0:
+        raise GraphError(f"curvature of a non-scalar {graph.describe(f.node)}")
+    fed = {(graph[k] if isinstance(k, str) else k): v for k, v in (feed or {}).items()}
+    for w in wrt:
+        if w.op == "input" and w not in fed:
+            raise InputError(f"the point: feed a value for {graph.describe(w.node)}")
+        if w.op not in ("input", "variable"):
+            raise GraphError(f"differentiate with respect to inputs or variables, not {w!r}")
+    inputs = sorted(fed, key=lambda t: t.node)
+    fixed = {x: np.array(fed[x], dtype=x.dtype, copy=True) for x in inputs}
+    fixed.update({w: w.value.copy() for w in wrt if w.op == "variable"})  # the point
+    fn = product_function(kind, f, wrt, inputs, outputs)
+    dtype = np.result_type(*[w.dtype for w in wrt])
+    return CurvatureOperator(_staged(fn, fixed), wrt, dtype, kind)
+
+
+def hvp_operator(
+    f: Tensor, wrt: Tensor | Sequence[Tensor], feed: dict | None = None, mode: str = "fwd-rev"
+) -> CurvatureOperator:
+    """The Hessian of the scalar ``f`` in the parameters ``wrt``, flattened in their order.
+
+    ``feed`` gives {input: array} (or {name: array}) for the data inputs and for parameters
+    that are inputs; the values are copied, so the point and the batch are fixed. Parameters
+    that are variables are taken at their values when the operator is made; at a new point
+    make a new operator (cheap: the compiled product is reused). ``mode``: "fwd-rev"
+    (forward-over-reverse) or "rev-rev".
+    """
+    kinds = {"fwd-rev": "hessian", "rev-rev": "hessian-rev-rev"}
+    if mode not in kinds:
+        raise GraphError(f"hvp mode must be 'fwd-rev' or 'rev-rev', got {mode!r}")
+    return _operator(kinds[mode], f, wrt, feed)
+
+
+def gnvp_operator(
+    f: Tensor, wrt: Tensor | Sequence[Tensor], feed: dict | None = None, *, outputs: Tensor
+) -> CurvatureOperator:
+    """The Gauss-Newton matrix G = J^T H_L J of ``f`` = L(outputs(params)).
+
+    J is the Jacobian of ``outputs`` (e.g. the logits) in ``wrt`` and H_L the Hessian of
+    ``f`` in ``outputs``; G is positive semidefinite whenever L is convex in the outputs
+    (softmax cross-entropy, squared error), unlike the Hessian. Terms of ``f`` that do not go
+    through ``outputs`` are left out. ``feed`` as for ``hvp_operator``.
+    """
+    return _operator("gauss-newton", f, wrt, feed, outputs)

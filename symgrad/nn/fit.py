@@ -1,0 +1,211 @@
+"""``fit``: minibatch training with validation, early stopping and a history for plots."""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..compile.function import Function, compile
+from ..graph import Graph, Tensor
+from .losses import Loss, accuracy, get_loss
+from .optim import Momentum
+from .problem import Problem, Step, fresh_name
+
+
+class Model(Protocol):
+    """What ``fit`` trains: a callable from an input Tensor to outputs, with variables."""
+
+    graph: Graph
+
+    @property
+    def params(self) -> list[Tensor]: ...
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+
+class StepMaker(Protocol):
+    def make_step(self, problem: Problem) -> Step: ...
+
+
+@dataclass
+class History:
+    """Per-epoch records of a ``fit`` run, ready to plot (lists of equal length)."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)  # mean training batch loss
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    time: list[float] = field(default_factory=list)  # training seconds so far
+    passes: list[int] = field(default_factory=list)  # gradient-equivalent passes so far
+    best_epoch: int | None = None  # by validation loss, when there is validation data
+    stopped: str = "epochs"  # why training ended: epochs, patience, target, passes, callback
+    compile_time: float = 0.0  # seconds spent building and compiling the step
+    problem: Problem | None = field(default=None, repr=False)
+    step: Step | None = field(default=None, repr=False)  # the optimizer's step (its state)
+
+    def plot(self, ax=None, x: str = "epoch", label: str | None = None):
+        """Training (and validation) loss against ``x`` ("epoch", "time" or "passes")."""
+        import matplotlib.pyplot as plt
+
+        ax = plt.gca() if ax is None else ax
+        xs = getattr(self, x)
+        (line,) = ax.plot(xs, self.loss, label=label or "train")
+        if self.val_loss:
+            val = f"{label} val" if label else "validation"
+            ax.plot(xs, self.val_loss, "--", color=line.get_color(), label=val)
+        ax.set_xlabel({"time": "seconds", "passes": "gradient-equivalent passes"}.get(x, x))
+        ax.set_ylabel("loss")
+        return ax
+
+
+def supervised_problem(model: Model, X: np.ndarray, loss: str | Loss) -> Problem:
+    """Declare inputs for a batch of ``X`` and its targets and build ``loss(model(X), y)``."""
+    loss = get_loss(loss)
+    graph = model.graph
+    dtype = getattr(model, "dtype", None) or model.params[0].dtype
+    x_in = graph.input(fresh_name(graph, "X"), ("batch",) + tuple(X.shape[1:]), dtype)
+    outputs = model(x_in)
+    shape, y_dtype = loss.target_spec(outputs)
+    y_in = graph.input(fresh_name(graph, "y"), shape, y_dtype)
+    return Problem(loss(outputs, y_in), list(model.params), [x_in, y_in], outputs)
+
+
+def batches(n: int, batch_size: int | None, rng: np.random.Generator) -> list[np.ndarray]:
+    """Index arrays of one shuffled epoch in near-equal minibatches (all rows if None)."""
+    if batch_size is None or batch_size >= n:
+        return [np.arange(n)]
+    return np.array_split(rng.permutation(n), n // batch_size)
+
+
+def _progress(epochs: int, desc: str, quiet: bool):
+    if quiet:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional
+        return None
+    return tqdm(total=epochs, desc=desc, leave=False)
+
+
+def fit(
+    model: Model,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    loss: str | Loss = "cross_entropy",
+    optimizer: StepMaker | None = None,
+    epochs: int = 20,
+    batch_size: int | None = 32,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    patience: int | None = None,
+    restore_best: bool = True,
+    target_loss: float | None = None,
+    max_passes: int | None = None,
+    callback: Callable[[int, History], Any] | None = None,
+    seed: int = 0,
+    quiet: bool = False,
+    desc: str = "fit",
+) -> History:
+    """Train ``model`` on (X, y) and return the History.
+
+    Each minibatch is one call of the optimizer's compiled step (forward, backward and update;
+    for ``krylov.HessianFree`` one truncated-Newton iteration). ``batch_size=None`` trains
+    full-batch. Training stops after ``epochs``, after ``patience`` epochs without a better
+    validation loss (restoring the best parameters if ``restore_best``), once the epoch's
+    training loss is below ``target_loss``, once ``max_passes`` gradient-equivalent passes are
+    spent, or when ``callback(epoch, history)`` returns True. ``quiet`` hides the progress bar.
+    """
+    loss = get_loss(loss)
+    optimizer = Momentum(lr=0.05) if optimizer is None else optimizer
+    t0 = time.perf_counter()
+    problem = supervised_problem(model, X, loss)
+    step = optimizer.make_step(problem)
+    compile_time = time.perf_counter() - t0
+    Xd = np.asarray(X, dtype=problem.inputs[0].dtype)
+    yd = loss.targets(y, problem.outputs)
+    check = _validator(problem, loss, validation) if validation is not None else None
+    history = History(problem=problem, step=step, compile_time=compile_time)
+    best, best_values, waited = np.inf, None, 0
+    rng = np.random.default_rng(seed)
+    bar = _progress(epochs, desc, quiet)
+    elapsed = 0.0
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        losses = []
+        for idx in batches(len(Xd), batch_size, rng):
+            losses.append(step(Xd[idx], yd[idx]))
+            if max_passes is not None and step.passes >= max_passes:
+                history.stopped = "passes"
+                break
+        elapsed += time.perf_counter() - t0
+        _record(history, epoch, float(np.mean(losses)), elapsed, step.passes)
+        if check is not None:
+            vl, va = check()
+            history.val_loss.append(vl)
+            if loss.labels:
+                history.val_accuracy.append(va)
+            if vl < best:
+                best, history.best_epoch, waited = vl, epoch, 0
+                best_values = [p.value.copy() for p in problem.params] if patience else None
+            else:
+                waited += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{history.loss[-1]:.4g}")
+        if history.stopped == "passes":
+            break
+        if target_loss is not None and history.loss[-1] < target_loss:
+            history.stopped = "target"
+            break
+        if patience is not None and check is not None and waited >= patience:
+            history.stopped = "patience"
+            break
+        if callback is not None and callback(epoch, history):
+            history.stopped = "callback"
+            break
+    if bar is not None:
+        bar.close()
+    if history.stopped == "patience" and restore_best and best_values is not None:
+        for p, v in zip(problem.params, best_values):
+            p.value[...] = v
+    return history
+
+
+def _record(history: History, epoch: int, loss: float, elapsed: float, passes: int) -> None:
+    history.epoch.append(epoch)
+    history.loss.append(loss)
+    history.time.append(elapsed)
+    history.passes.append(passes)
+
+
+def _validator(problem: Problem, loss: Loss, validation) -> Callable[[], tuple[float, float]]:
+    """() -> (validation loss, accuracy or nan) at the current parameters."""
+    fn = compile([problem.loss, problem.outputs], problem.inputs)
+    Xv = np.asarray(validation[0], dtype=problem.inputs[0].dtype)
+    yv = loss.targets(validation[1], problem.outputs)
+
+    def check():
+        value, outputs = fn(Xv, yv)
+        return float(value), accuracy(outputs, yv) if loss.labels else float("nan")
+
+    return check
+
+
+_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def predict(model: Model, X: np.ndarray) -> np.ndarray:
+    """The model's outputs on the rows of ``X`` at the current parameters (compiled once)."""
+    dtype = getattr(model, "dtype", None) or model.params[0].dtype
+    key = (tuple(np.shape(X)[1:]), dtype)
+    cache: dict[tuple, Function] = _PREDICTORS.setdefault(model, {})
+    if key not in cache:
+        g = model.graph
+        x_in = g.input(fresh_name(g, "X"), ("batch",) + key[0], dtype)
+        cache[key] = compile(model(x_in), [x_in])
+    return cache[key](np.asarray(X, dtype=dtype))

@@ -1,0 +1,219 @@
+"""Elementwise fusion: a connected group of elementwise nodes becomes one ``expr`` node whose
+attribute is the SymPy expression of the whole group.
+
+Groups grow from consumers to producers: a node joins the group of its consumers only when
+all of them are in that one group, so nothing computed inside a group is needed outside it and
+nothing is computed twice. Matmuls, reductions and every other op stay boundaries, and a group
+has a bounded size and depth. A group's expression is composed once per distinct group
+structure (a 20,000-step chain has a handful of them) and emitted with every repeated
+subexpression computed once, in a statement of its own.
+
+The members' expressions are put together as written (SymPy does not re-evaluate them), so a
+kernel does exactly the arithmetic of its nodes and gives the same numbers to the last bit.
+The one exception is a big kernel that is a polynomial in one function of its argument (the
+k-th derivative of tanh x is a polynomial in tanh x): SymPy factors it when that halves the
+work, and the values then agree to rounding. A kernel's derivatives, should the fused graph be
+differentiated again, come from ``sympy.diff`` like those of every elementwise node.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import sympy as sp
+
+from ..ops.elementwise import _frozen, _result_dtype, kernel_template, sym
+from .manager import Rewriter, graph_pass
+from .match import fit, full
+
+MAX_GROUP = 512  # nodes in one kernel: SymPy's work per kernel stays small
+MAX_DEPTH = 48  # nesting of one kernel: SymPy and the emitter recurse over it
+
+
+@graph_pass("fuse_elementwise", "fuse")
+def fuse_elementwise(rw: Rewriter) -> None:
+    """Each connected group of (two or more) elementwise nodes -> one ``expr`` node."""
+    if not rw.ordered:
+        rw.compact()
+    succ = rw.graph.nx._succ
+    owner: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    groups: dict[int, list[int]] = {}
+    for n in sorted(succ, reverse=True):  # every consumer before its arguments
+        if not _fusable(rw, n):
+            continue
+        root = None
+        users = succ[n]
+        if users and not rw.is_root(n):
+            owners = {owner.get(c) for c in users}
+            r = owners.pop() if len(owners) == 1 else None
+            if r is not None and len(groups[r]) < MAX_GROUP and rw.dtype(r) == rw.dtype(n):
+                d = 1 + max(depth[c] for c in users)
+                if d <= MAX_DEPTH:
+                    root, depth[n] = r, d
+        if root is None:
+            root, depth[n] = n, 0
+            groups[n] = []
+        owner[n] = root
+        groups[root].append(n)
+    for root, members in groups.items():
+        if len(members) > 1:
+            mark = rw.graph._next_id
+            out = _fused(rw, root, sorted(members))
+            if out is not None:
+                rw.replace(root, out, "fuse_elementwise", mark)
+
+
+def _fusable(rw: Rewriter, n: int) -> bool:
+    return rw.is_elementwise(n) and np.dtype(rw.dtype(n)).kind == "f"
+
+
+def _fused(rw: Rewriter, root: int, members: list[int]):
+    """The node computing the group ``members`` (topological order, ``root`` last)."""
+    inside = {m: i for i, m in enumerate(members)}
+    leaves: list[int] = []
+    index: dict[int, int] = {}
+    signature = []
+    for m in members:
+        refs = []
+        for a in rw.args(m):
+            if a in inside:
+                refs.append(("m", inside[a]))
+                continue
+            number = _inline(rw, a, m)
+            if number is not None:
+                refs.append(("c", number))
+                continue
+            if a not in index:
+                index[a] = len(leaves)
+                leaves.append(a)
+            refs.append(("l", index[a]))
+        signature.append((rw.expr(m), tuple(refs)))
+    expr, used = compose(tuple(signature))
+    args = [rw.t(leaves[k]) for k in used]
+    if expr.is_Number:
+        return full(rw, float(expr), rw.shape(root), rw.dtype(root))
+    if expr.is_Symbol:
+        return fit(rw, args[0], root)
+    attrs = {"expr": expr}
+    dtype = rw.dtype(root)
+    if _result_dtype("expr", tuple(a.dtype for a in args), _frozen(attrs)) != dtype:
+        attrs["dtype"] = dtype
+    return fit(rw, rw.graph.apply("expr", args, attrs), root)
+
+
+def _inline(rw: Rewriter, a: int, m: int):
+    """A scalar constant of m's own dtype, as a number in the expression (None otherwise)."""
+    if rw.op(a) != "constant" or rw.shape(a) or rw.dtype(a) != rw.dtype(m):
+        return None
+    v = rw.attrs(a)["value"].item()
+    if isinstance(v, bool) or not np.isfinite(v):
+        return None
+    return int(v) if float(v).is_integer() and abs(v) < 2**53 else float(v)
+
+
+@functools.lru_cache(maxsize=1024)
+def compose(signature: tuple) -> tuple[sp.Expr, tuple[int, ...]]:
+    """The expression of a group from its structure: (expression over x0..xk, which leaf each
+    xk is). ``signature`` lists each member's expression and where its arguments come from.
+
+    The members' expressions are put together as they are, never re-evaluated, so the kernel
+    does exactly the arithmetic of the unfused nodes, rounding included (``simplify`` may then
+    factor a big one-argument polynomial).
+    """
+    values: list[sp.Expr] = []
+    with sp.evaluate(False):
+        for expr, refs in signature:
+            subs = {}
+            for i, (kind, ref) in enumerate(refs):
+                if kind == "m":
+                    subs[sym(i)] = values[ref]
+                elif kind == "l":
+                    subs[sym(i)] = sym(ref)
+                else:
+                    subs[sym(i)] = sp.Integer(ref) if isinstance(ref, int) else sp.Float(ref)
+            value = expr.xreplace(subs)
+            if value.is_Pow and value.exp.is_Number and value.exp < 0:
+                # 1/b stays a value of its own: read by a product it would become a division
+                value = sp.Mul(1, value)
+            values.append(value)
+    expr = simplify(values[-1])
+    used = sorted(expr.free_symbols, key=lambda s: int(s.name[1:]))
+    with sp.evaluate(False):
+        expr = expr.xreplace({s: sym(k) for k, s in enumerate(used)})
+    return expr, tuple(int(s.name[1:]) for s in used)
+
+
+SIMPLIFY_MIN_OPS = 32  # smaller kernels keep the exact arithmetic of their nodes
+SIMPLIFY_LIMIT = 5000  # distinct subexpressions; bigger kernels are left as they are
+
+
+def simplify(expr: sp.Expr) -> sp.Expr:
+    """A big kernel that is a polynomial in one function of its argument (the k-th
+    derivative of tanh is a polynomial in tanh x) -> the factored polynomial, when that needs
+    at most half the operations; every other kernel as it is."""
+    ops = cost(expr)
+    if ops < SIMPLIFY_MIN_OPS:
+        return expr
+    factored = _factored(expr)
+    return factored if factored is not None and 2 * cost(factored) <= ops else expr
+
+
+def _factored(expr: sp.Expr) -> sp.Expr | None:
+    """``expr`` as a factored polynomial in its one generator, or None if it is not one."""
+    t = sp.Dummy("t")
+    gen = None
+    value: dict = {}
+    for e in _postorder(expr, SIMPLIFY_LIMIT):
+        if e.is_Number:
+            value[e] = sp.Poly(e, t)
+        elif e.is_Add or e.is_Mul:
+            parts = [value[a] for a in e.args]
+            if any(p is None for p in parts):
+                return None
+            total = parts[0]
+            for p in parts[1:]:
+                total = total + p if e.is_Add else total * p
+            value[e] = total
+        elif e.is_Pow and e.exp.is_Integer and e.exp >= 0 and value[e.base] is not None:
+            value[e] = value[e.base] ** int(e.exp)
+        elif gen is None or e == gen:  # the generator: tanh(x0), exp(x0), x0 ...
+            if gen is None and not e.free_symbols:
+                return None
+            gen = e
+            value[e] = sp.Poly(t, t)
+        else:
+            value[e] = None
+    if gen is None or value.get(expr) is None:
+        return None
+    coefficient, factors = value[expr].factor_list()
+    with sp.evaluate(False):
+        out = sp.Mul(coefficient, *[f.as_expr() ** k if k > 1 else f.as_expr() for f, k in factors])
+    return out.xreplace({t: gen}).doit()
+
+
+def _postorder(expr: sp.Expr, limit: int):
+    """The distinct subexpressions of ``expr``, arguments first (at most ``limit``)."""
+    seen: set = set()
+    stack = [(expr, False)]
+    while stack:
+        e, done = stack.pop()
+        if done:
+            yield e
+            continue
+        if e in seen:
+            continue
+        seen.add(e)
+        if len(seen) > limit:
+            return
+        stack.append((e, True))
+        if e.is_Add or e.is_Mul or e.is_Pow:
+            stack.extend((a, False) for a in e.args if a not in seen)
+
+
+def cost(expr: sp.Expr) -> int:
+    """Operations the emitted kernel does (each shared subexpression counted once)."""
+    statements, result = kernel_template(expr)
+    text = "".join(p for t in (*statements, result) for p in t if isinstance(p, str))
+    return sum(text.count(c) for c in "+-*/") + text.count("np.")

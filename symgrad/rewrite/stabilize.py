@@ -1,0 +1,271 @@
+"""Numerical stabilization: compositions that overflow, underflow or divide 0 by 0 at extreme
+inputs become the stable ops that compute the same function (and whose derivatives are the
+stable ones too)."""
+
+from __future__ import annotations
+
+import functools
+
+import sympy as sp
+
+from .. import ops
+from ..ops.elementwise import build, sigmoid, softplus, sym
+from .manager import Rewriter, rewrite
+from .match import NEG, PRODUCT, QUOTIENT, X0, fit, full, reach, unary, uniform, view
+
+
+# ---- log of something that over- or underflows ----------------------------------------
+@rewrite("log_softmax", "stabilize", "log")
+def log_softmax(rw: Rewriter, n: int):
+    """log(softmax(x)) -> log_softmax(x)."""
+    (s,) = rw.args(n)
+    if rw.op(s) != "softmax":
+        return None
+    return fit(rw, ops.log_softmax(rw.t(rw.args(s)[0]), rw.attrs(s)["axis"]), n)
+
+
+@rewrite("logsumexp", "stabilize", "log")
+def logsumexp(rw: Rewriter, n: int):
+    """log(sum(exp(x), axes)) -> logsumexp(x, axes)."""
+    (s,) = rw.args(n)
+    if rw.op(s) != "sum":
+        return None
+    x = unary(rw, rw.args(s)[0], sp.exp)
+    if x is None:
+        return None
+    attrs = rw.attrs(s)
+    return fit(rw, ops.logsumexp(rw.t(x), attrs["axis"], attrs["keepdims"]), n)
+
+
+@rewrite("softplus", "stabilize", "log")
+def softplus_(rw: Rewriter, n: int):
+    """log(1 + exp(x)) -> softplus(x)."""
+    e, leaves = view(rw, rw.args(n)[0], 1)
+    if e != 1 + sp.exp(X0):
+        return None
+    return fit(rw, ops.softplus(rw.t(leaves[0])), n)
+
+
+@rewrite("log_sigmoid", "stabilize", "log")
+def log_sigmoid(rw: Rewriter, n: int):
+    """log(sigmoid(x)) -> -softplus(-x)."""
+    x = unary(rw, rw.args(n)[0], sigmoid)
+    if x is None:
+        return None
+    return fit(rw, ops.neg(ops.softplus(ops.neg(rw.t(x)))), n)
+
+
+@rewrite("log1m_sigmoid", "stabilize", "log")
+def log1m_sigmoid(rw: Rewriter, n: int):
+    """log(1 - sigmoid(x)) -> -softplus(x)."""
+    e, leaves = view(rw, rw.args(n)[0], 1)
+    if e != 1 - sigmoid(X0):
+        return None
+    return fit(rw, ops.neg(ops.softplus(rw.t(leaves[0]))), n)
+
+
+@rewrite("log_exp", "stabilize", "log")
+def log_exp(rw: Rewriter, n: int):
+    """log(exp(x)) -> x."""
+    x = unary(rw, rw.args(n)[0], sp.exp)
+    return None if x is None else fit(rw, x, n)
+
+
+@rewrite("exp_log", "stabilize", "exp")
+def exp_log(rw: Rewriter, n: int):
+    """exp(log(x)) -> x, where x is known to be >= 0 (elsewhere log gives nan)."""
+    x = unary(rw, rw.args(n)[0], sp.log)
+    if x is None or not nonnegative(rw, x):
+        return None
+    return fit(rw, x, n)
+
+
+_NONNEGATIVE = (
+    sp.exp(X0),
+    sp.sqrt(X0),
+    sp.Abs(X0),
+    sigmoid(X0),
+    softplus(X0),
+    X0**2,
+    sp.Piecewise((X0, X0 > 0), (0, True)),
+)
+
+
+def nonnegative(rw: Rewriter, x: int) -> bool:
+    """Whether every value of node ``x`` is known to be >= 0 (or nan)."""
+    if _nonnegative_leaf(rw, x):
+        return True
+    if rw.expr(x) is None:
+        return False
+    e, leaves = view(rw, x, 2)
+    signs = {
+        sym(i): sp.Dummy(nonnegative=True) if _nonnegative_leaf(rw, a) else sp.Dummy(real=True)
+        for i, a in enumerate(leaves)
+    }
+    return bool(e.xreplace(signs).is_nonnegative)
+
+
+def _nonnegative_leaf(rw: Rewriter, x: int) -> bool:
+    e = rw.expr(x)
+    if e is not None:
+        return e in _NONNEGATIVE or (e == PRODUCT and len(set(rw.args(x))) == 1)  # x * x
+    if rw.op(x) == "softmax":
+        return True
+    u = uniform(rw, x)
+    return u is not None and bool(u >= 0)
+
+
+# ---- quotients that are 0/0 or inf/inf at the extremes -----------------------------------
+@rewrite("softmax", "stabilize", "div", "mul")
+def softmax_(rw: Rewriter, n: int):
+    """exp(x) / sum(exp(x), axes, keepdims=True) -> softmax(x, axes) (other factors kept)."""
+    sums = [a for a in reach(rw, n, 2) if rw.op(a) == "sum" and rw.attrs(a)["keepdims"]]
+    if not sums:
+        return None
+    e, leaves = view(rw, n, 1)
+    factors = sp.Mul.make_args(e)
+    for s in sums:
+        x = unary(rw, rw.args(s)[0], sp.exp)
+        if x is None or s not in leaves:
+            continue
+        denominator = sym(leaves.index(s)) ** -1
+        if denominator not in factors:
+            continue
+        exps = [sp.exp(sym(leaves.index(x)))] if x in leaves else []
+        exps += [sym(leaves.index(rw.args(s)[0]))] if rw.args(s)[0] in leaves else []
+        numerator = next((f for f in exps if f in factors), None)
+        if numerator is None:
+            continue
+        rest = build(e / (numerator * denominator), [rw.t(a) for a in leaves], rw.t(n))
+        probabilities = ops.softmax(rw.t(x), rw.attrs(s)["axis"])
+        return fit(rw, probabilities if rest == 1.0 else probabilities * rest, n)
+    return None
+
+
+@rewrite("div_cancel", "stabilize", "mul", "div")
+def div_cancel(rw: Rewriter, n: int):
+    """A quotient whose divisor also multiplies it: (a / b) * b -> a, (a * b) / b -> a,
+    b / b -> 1, (g / s) * s * (1 - s) -> g * (1 - s). The quotient is never formed, so it is
+    not 0/0 or inf/inf where the divisor is 0 or inf (the gradients of log(softmax),
+    log(sigmoid), exp(log x) ...)."""
+    if not _may_cancel(rw, n):
+        return None
+    written, leaves = view(rw, n, 2, evaluate=False)
+    simplified, _ = view(rw, n, 2)
+    if not _divisors(simplified) < _divisors(written):
+        return None
+    value = build(simplified, [rw.t(a) for a in leaves], rw.t(n))
+    if isinstance(value, float):
+        return full(rw, value, rw.shape(n), rw.dtype(n))
+    return fit(rw, value, n)
+
+
+def _may_cancel(rw: Rewriter, n: int) -> bool:
+    """Cheap test: some node is read through two arguments of ``n`` and one divides."""
+    args = rw.args(n)
+    if len(set(args)) < len(args):
+        return rw.expr(n) == QUOTIENT
+    reaches = [reach(rw, a, 2) for a in args]  # what view(n, 2) reads below each argument
+    if not reaches[0] & reaches[1]:
+        return False
+    return rw.expr(n) == QUOTIENT or any(
+        _divides(rw.expr(m)) for r in reaches for m in r if rw.expr(m) is not None
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _divides(expr: sp.Expr) -> bool:
+    return any(p.exp.is_negative for p in expr.atoms(sp.Pow))
+
+
+def _divisors(expr: sp.Expr) -> set:
+    """The symbols that appear in a divisor of ``expr``."""
+    return {s for p in expr.atoms(sp.Pow) if p.exp.is_negative for s in p.base.free_symbols}
+
+
+@rewrite("sigmoid", "stabilize", "mul", "div")
+def sigmoid_(rw: Rewriter, n: int):
+    """exp(x)**k / (1 + exp(x))**m -> sigmoid(x)**k * sigmoid(-x)**(m - k), for 0 < k <= m:
+    exp(x)/(1 + exp(x)) and its derivatives written by hand (and softplus's gradient)."""
+    if not any(isinstance(rw.expr(a), sp.exp) for a in reach(rw, n, 3)):
+        return None
+    e, leaves = view(rw, n, 3)
+    factors = list(sp.Mul.make_args(sp.together(e)))  # a sum of quotients as one quotient
+    for f in factors:
+        u = _one_plus_exp(f)
+        if u is None:
+            continue
+        m = -f.exp
+        for g in factors:
+            k = g.args[0] / u if isinstance(g, sp.exp) else None
+            if k is not None and k.is_Integer and 0 < k <= m:
+                rest = [h for h in factors if h is not f and h is not g]
+                value = sp.Mul(*rest) * sigmoid(u) ** k * sigmoid(-u) ** (m - k)
+                return fit(rw, build(value, [rw.t(a) for a in leaves], rw.t(n)), n)
+    return None
+
+
+def _one_plus_exp(f: sp.Expr):
+    """u when ``f`` is (1 + exp(u))**-m for a whole m > 0."""
+    if not (f.is_Pow and f.exp.is_Integer and f.exp < 0 and f.base.is_Add):
+        return None
+    terms = f.base.args
+    if len(terms) == 2 and 1 in terms:
+        other = terms[0] if terms[1] == 1 else terms[1]
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
+
+
+# ---- softmax cross-entropy -------------------------------------------------------------------
+def _class_sum(rw: Rewriter, n: int) -> tuple[int, int] | None:
+    """(a, b) when ``n`` is sum(a * b) over the last axis, keepdims or not."""
+    (m,) = rw.args(n)
+    if rw.expr(m) != PRODUCT or rw.attrs(n)["axis"] != (len(rw.shape(m)) - 1,):
+        return None
+    a, b = rw.args(m)
+    return a, b
+
+
+@rewrite("softmax_cross_entropy", "stabilize", "sum")
+def softmax_cross_entropy(rw: Rewriter, n: int):
+    """sum(one_hot(y) * log_softmax(z), last axis) -> -cross_entropy(z, y): the fused op whose
+    gradient is softmax(z) - one_hot(y)."""
+    pair = _class_sum(rw, n)
+    if pair is None or rw.attrs(n)["keepdims"]:
+        return None
+    for h, ls in (pair, pair[::-1]):
+        if rw.op(h) != "one_hot" or rw.op(ls) != "log_softmax":
+            continue
+        (z,) = rw.args(ls)
+        if rw.attrs(ls)["axis"] != (len(rw.shape(z)) - 1,) or rw.shape(h) != rw.shape(z):
+            continue
+        return fit(rw, ops.neg(ops.cross_entropy(rw.t(z), rw.t(rw.args(h)[0]))), n)
+    return None
+
+
+@rewrite("sum_one_hot", "simplify", "sum")
+def sum_one_hot(rw: Rewriter, n: int):
+    """sum(one_hot(y) * v, last axis) -> v, for v the same along that axis (one 1 per row)."""
+    pair = _class_sum(rw, n)
+    if pair is None:
+        return None
+    for h, v in (pair, pair[::-1]):
+        shape = rw.shape(v)
+        if rw.op(h) != "one_hot" or (shape and shape[-1] != 1):
+            continue
+        picked = ops.reshape(rw.t(v), shape[:-1]) if shape else rw.t(v)
+        if rw.attrs(n)["keepdims"]:
+            picked = ops.reshape(picked, picked.shape + (1,))
+        return fit(rw, picked, n)
+    return None
+
+
+@rewrite("sum_neg", "canonicalize", "sum")
+def sum_neg(rw: Rewriter, n: int):
+    """sum(-x) -> -sum(x), where the negation is read only here."""
+    (x,) = rw.args(n)
+    if rw.expr(x) != NEG or rw.uses(x) != 1:
+        return None
+    attrs = rw.attrs(n)
+    return fit(rw, ops.neg(ops.sum(rw.t(rw.args(x)[0]), attrs["axis"], attrs["keepdims"])), n)

@@ -1,0 +1,184 @@
+"""Elementwise fusion: SymPy kernels, their size and exactness, the boundaries they keep, and
+user-defined elementwise ops differentiated to any order by SymPy alone."""
+
+import itertools
+import re
+import time
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.autodiff.sweep import ancestors
+from symgrad.ops.elementwise import derivative
+from symgrad.rewrite import optimize
+
+RNG = np.random.default_rng(0)
+_NAMES = itertools.count()
+
+
+def kernels(fn) -> list[dict]:
+    return [d for d in fn._prog.graph.nx.nodes.values() if d["op"] == "expr"]
+
+
+@pytest.mark.parametrize("k", range(1, 9))
+def test_kth_derivative_of_tanh_is_one_kernel(k):
+    t0 = time.perf_counter()
+    g = sg.Graph()
+    x = g.input("x", ())
+    y = sg.tanh(x)
+    for _ in range(k):
+        y = sg.grad(y, x)
+    fn = sg.compile(y, [x])
+    xv = np.array(0.3)
+    got = fn(xv)
+    elapsed = time.perf_counter() - t0
+    assert len(fn._prog.graph) <= 4 < len(ancestors(g, [y.node])) or k == 1
+    assert fn.rewrite_log["fuse_elementwise"] == 1
+    np.testing.assert_allclose(got, sg.evaluate(y, {x: xv}), rtol=1e-12)
+    t = sp.Symbol("t")
+    exact = sp.diff(sp.tanh(t), t, k).subs(t, 0.3)
+    np.testing.assert_allclose(got, float(exact), rtol=1e-12)
+    assert elapsed < 5.0  # about 0.1 s at k = 8; generous for a loaded machine
+
+
+def test_the_eighth_derivative_is_a_factored_polynomial_in_tanh():
+    g = sg.Graph()
+    x = g.input("x", (5,))
+    y = sg.tanh(x)
+    for _ in range(8):
+        y = sg.grad(sg.sum(y), x)
+    fn = sg.compile(y, [x])
+    (kernel,) = kernels(fn)
+    assert sp.count_ops(kernel["attrs"]["expr"]) < 30
+    assert fn.source.count("np.tanh(") == 1
+    xv = np.linspace(-3, 3, 5)
+    t = sp.Symbol("t")
+    d8 = sp.lambdify(t, sp.diff(sp.tanh(t), t, 8))
+    np.testing.assert_allclose(fn(xv), d8(xv), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_kernels_compute_exactly_what_the_nodes_computed(dtype):
+    g = sg.Graph()
+    x = g.input("x", ("batch", 6), dtype)
+    W = g.variable("W", RNG.standard_normal((6, 6)).astype(dtype))
+    b = g.variable("b", RNG.standard_normal(6).astype(dtype))
+    h = sg.tanh(x @ W + b) * 0.5 + sg.sigmoid(x) / (1.0 + x * x)
+    loss = sg.sum(sg.softplus(h) - h * 0.25)
+    outs = [h, loss, *sg.grad(loss, [x, W, b])]
+    xv = RNG.standard_normal((7, 6)).astype(dtype)
+    fused = sg.compile(outs, [x])
+    unfused = sg.compile(outs, [x], rewrites={"exclude": ["fuse_elementwise"]})
+    assert fused.rewrite_log["fuse_elementwise"] >= 2
+    assert len(fused._prog.graph) < len(unfused._prog.graph)
+    for a, b_, t in zip(fused(xv), unfused(xv), outs):
+        assert a.dtype == b_.dtype == np.dtype(t.dtype)
+        np.testing.assert_array_equal(a, b_)  # same arithmetic, same rounding
+
+
+def test_fusion_keeps_matmuls_and_reductions_and_never_recomputes():
+    g = sg.Graph()
+    x = g.input("x", (4, 5))
+    W = g.input("W", (5, 5))
+    h = sg.tanh(x * 2.0 + 1.0)  # read by the matmul and by the elementwise tail
+    z = h @ W
+    out = sg.exp(z) * h + sg.sum(h * h, axis=1, keepdims=True)
+    fn = sg.compile(out, [x, W])
+    src = fn.source
+    assert src.count("np.tanh(") == 1 and src.count("np.exp(") == 1
+    ops = sorted(d["op"] for d in fn._prog.graph.nx.nodes.values())
+    assert ops == ["expr", "expr", "input", "input", "matmul", "mul", "sum"]
+    xv, Wv = RNG.standard_normal((4, 5)), RNG.standard_normal((5, 5))
+    np.testing.assert_allclose(fn(xv, Wv), sg.evaluate(out, {x: xv, W: Wv}), rtol=1e-13)
+
+
+def test_shared_subexpressions_are_computed_once():
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    e = sg.exp(x * x)
+    y = sg.sin(e) * sg.cos(e) + e
+    fn = sg.compile(y, [x])
+    (kernel,) = kernels(fn)
+    assert fn.source.count("np.exp(") == 1
+    temps = re.findall(r"^\s+(t\d+) = ", fn.source, re.M)
+    assert temps and all(fn.source.count(t) >= 2 for t in temps)
+    xv = RNG.standard_normal(3)
+    np.testing.assert_allclose(fn(xv), sg.evaluate(y, {x: xv}), rtol=1e-14)
+
+
+def test_a_long_chain_becomes_bounded_kernels_without_recursion_errors():
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    h = x
+    for i in range(2000):
+        h = sg.sin(h) * 0.5 + 0.25 if i % 2 else sg.tanh(h) - 0.125
+    fn = sg.compile(h, [x])
+    assert 10 < len(fn._prog.graph) < 200
+    xv = RNG.standard_normal(3)
+    np.testing.assert_allclose(fn(xv), sg.evaluate(h, {x: xv}), rtol=1e-12)
+
+
+def test_a_fused_kernel_is_differentiated_by_sympy():
+    g = sg.Graph()
+    x = g.input("x", (4,))
+    y = sg.tanh(sg.sin(x) * x + 1.0)
+    out = optimize(g, [y.node, x.node])
+    H = out.graph
+    kernel = H.tensor(out.mapping[y.node])
+    assert kernel.op == "expr" and len(kernel.args) == 1
+    derivative.cache_clear()
+    dk = sg.grad(sg.sum(kernel), H.tensor(out.mapping[x.node]))
+    sg.grad(sg.sum(kernel), H.tensor(out.mapping[x.node]))
+    info = derivative.cache_info()
+    assert info.misses == 1 and info.hits >= 1  # one sympy.diff, then the cache
+    xv = RNG.standard_normal(4)
+    want = sg.evaluate(sg.grad(sg.sum(y), x), {x: xv})
+    np.testing.assert_allclose(sg.evaluate(dk, {H.tensor(out.mapping[x.node]): xv}), want)
+
+
+# ---- user-defined elementwise ops: every derivative order from SymPy ---------------------------
+def user_ops():
+    """A SiLU (swish) and a Gaussian bump, defined only by their SymPy expressions."""
+    n = next(_NAMES)
+    silu = sg.elementwise(f"silu_{n}", lambda x: x / (1 + sp.exp(-x)))
+    gauss = sg.elementwise(f"gauss_{n}", lambda x, mu, s: sp.exp(-((x - mu) ** 2) / (2 * s**2)))
+    return silu, gauss
+
+
+def test_user_defined_ops_get_every_derivative_order():
+    silu, gauss = user_ops()
+    g = sg.Graph()
+    x = g.input("x", (5,))
+    mu = g.input("mu", (5,))
+    ys = {"silu": silu(x), "gauss": gauss(x, mu, 0.7)}
+    t, m = sp.symbols("t m", real=True)
+    exact = {"silu": t / (1 + sp.exp(-t)), "gauss": sp.exp(-((t - m) ** 2) / (2 * 0.7**2))}
+    xv, mv = RNG.standard_normal(5), RNG.standard_normal(5)
+    for name, y in ys.items():
+        d = y
+        for order in range(1, 5):
+            d = sg.grad(sg.sum(d), x)
+            fn = sg.compile(d, [x, mu])
+            want = sp.lambdify((t, m), sp.diff(exact[name], t, order))(xv, mv)
+            np.testing.assert_allclose(fn(xv, mv), want, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(
+                fn(xv, mv), sg.evaluate(d, {x: xv, mu: mv}), rtol=1e-12, atol=1e-14
+            )
+            assert len(fn._prog.graph) <= 4  # x, mu and one kernel (or a constant)
+    sg.check_grads(sg.sum(ys["silu"] * ys["gauss"]), {x: xv, mu: mv}, order=3)
+
+
+def test_user_defined_ops_fuse_with_the_rest_and_keep_float32():
+    silu, gauss = user_ops()
+    g = sg.Graph()
+    x = g.input("x", (2, 3), "float32")
+    y = gauss(silu(x) * 2.0, 0.5, 1.5)
+    dx = sg.grad(sg.sum(y), x)
+    fn = sg.compile([y, dx], [x])
+    assert fn.rewrite_log["fuse_elementwise"] >= 1
+    xv = RNG.standard_normal((2, 3)).astype(np.float32)
+    for a, b in zip(fn(xv), sg.evaluate([y, dx], {x: xv})):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
