@@ -119,6 +119,35 @@ def last_uses(graph: Graph, order: list[int], keep: set[int]) -> dict[int, list[
     return out
 
 
+FOLD_LIMIT = 1 << 16  # elements: a bigger value is cheaper to compute than to keep
+
+
+def fold_static(graph: Graph, order: list[int], dims: dict) -> dict[int, np.ndarray]:
+    """Values of the nodes that depend on no input or variable, for one shape specialization
+    (e.g. 1/batch_size in a mean's gradient): computed once, when the kernel is built."""
+    from .evaluate import resolve_attrs
+
+    values: dict[int, np.ndarray] = {}
+    folded: dict[int, np.ndarray] = {}
+    for n in order:
+        data = graph.nx.nodes[n]
+        if data["op"] == "constant":
+            values[n] = data["attrs"]["value"]
+            continue
+        args = graph.args(n)
+        if data["op"] in ("input", "variable") or not all(a in values for a in args):
+            continue
+        spec = get_op(data["op"])
+        with np.errstate(all="ignore"):
+            v = np.asarray(
+                spec.impl([values[a] for a in args], resolve_attrs(spec, data["attrs"], dims))
+            )
+        if v.size > FOLD_LIMIT and not spec.is_view:
+            continue
+        values[n] = folded[n] = v
+    return folded
+
+
 def emit_program(
     graph: Graph,
     order: list[int],
@@ -134,6 +163,7 @@ def emit_program(
     names: dict[int, str] = {n: f"a{i}" for i, n in enumerate(inputs)}
     body: list[str] = []
     dies_at = last_uses(graph, order, set(outputs) | {v for _, v in updates})
+    folded = fold_static(graph, order, dims) if dims is not None else {}
     for n in order:
         data = graph.nx.nodes[n]
         op = data["op"]
@@ -142,10 +172,15 @@ def emit_program(
         if op in ("constant", "variable"):
             names[n] = ctx.const(data["attrs"]["value"], "w" if op == "variable" else "k")
             continue
+        label = op if op.isidentifier() else "op"
+        if n in folded:
+            names[n] = ctx.const(folded[n])
+            if any(c not in folded for c in graph.nx.succ[n]):
+                body.append(f"# %{n} {label}: {names[n]}, computed once for these shapes")
+            continue
         spec = get_op(op)
         args = [names[a] for a in graph.args(n)]
         expr = spec.emit(ctx, args, data["attrs"])
-        label = op if op.isidentifier() else "op"
         names[n] = f"v{n}"
         temps = [name for name, _ in ctx.pending]
         body += [f"{name} = {src}  # %{n} {label}" for name, src in ctx.pending]
@@ -167,7 +202,7 @@ def emit_program(
             )
             header.append(f"{ident} = a{src[0]}.shape[{src[1]}]")
         body = header + body
-    aliased = may_alias(graph, order)
+    aliased = may_alias(graph, order) | set(folded)
     # updates: read every new value before writing any (a value may view another variable)
     staged = []
     for i, (var, value) in enumerate(updates):

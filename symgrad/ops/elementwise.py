@@ -232,7 +232,7 @@ def _translate(e, b):
         if num and num[0] == -1:
             rest = num[1:] or [sp.Integer(1)]
             return b.neg(_walk(sp.Mul(*rest, *[1 / d for d in den], evaluate=False), b))
-        top = b.mul([_walk(a, b) for a in num]) if len(num) > 1 else _walk(num[0], b)
+        top = b.mul([_factor(a, b, num) for a in num]) if len(num) > 1 else _walk(num[0], b)
         if not den:
             return top
         bottom = b.mul([_walk(a, b) for a in den]) if len(den) > 1 else _walk(den[0], b)
@@ -266,6 +266,24 @@ def _translate(e, b):
         xs = [_walk(a, b) for a in e.args]
         return functools.reduce(lambda x, y: b.call(LOGIC[head], [x, y]), xs)
     raise GraphError(f"elementwise expressions cannot use {head.__name__} (in {e})")
+
+
+def _indicator(e) -> sp.Basic | None:
+    """The condition c of Piecewise((1, c), (0, True)) (a ReLU-like derivative), else None."""
+    if isinstance(e, sp.Piecewise) and len(e.args) == 2 and e.args[1][1] is sp.true:
+        (one, cond), (zero, _) = e.args
+        if one == 1 and zero == 0:
+            return cond
+    return None
+
+
+def _factor(f, b, factors):
+    """A product's factor; in source, an indicator beside a non-indicator factor is written as
+    its bool condition: x * (c) keeps x's dtype, where np.where(c, 1, 0) would be int64."""
+    cond = _indicator(f) if b.minmax else None
+    if cond is not None and any(_indicator(g) is None and not g.is_Number for g in factors):
+        return _walk(cond, b)
+    return _walk(f, b)
 
 
 def _negated(a: sp.Expr) -> sp.Expr:
