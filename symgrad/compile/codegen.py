@@ -19,6 +19,7 @@ import numpy as np
 from .. import runtime
 from ..graph import Graph
 from ..ops import get_op
+from .memory import in_place_updates, plan_memory
 
 
 class EmitContext:
@@ -119,6 +120,15 @@ def last_uses(graph: Graph, order: list[int], keep: set[int]) -> dict[int, list[
     return out
 
 
+def _accumulate(var: str, rest, args: list[str]) -> str:
+    """``var += rest`` (or ``-=``) in place, ``rest`` an expression over ``args``."""
+    from ..ops.elementwise import to_source
+
+    if rest.could_extract_minus_sign():
+        return f"np.subtract({var}, {to_source(-rest, args)}, out={var})"
+    return f"np.add({var}, {to_source(rest, args)}, out={var})"
+
+
 FOLD_LIMIT = 1 << 16  # elements: a bigger value is cheaper to compute than to keep
 
 
@@ -164,6 +174,12 @@ def emit_program(
     body: list[str] = []
     dies_at = last_uses(graph, order, set(outputs) | {v for _, v in updates})
     folded = fold_static(graph, order, dims) if dims is not None else {}
+    escaping = set(outputs) | {v for _, v in updates}
+    in_place = in_place_updates(graph, order, updates, outputs) if dims is not None else {}
+    plan = plan_memory(graph, order, dims, escaping, set(folded)) if dims is not None else None
+    buffers = (
+        [ctx.const(np.empty(shape, dtype), "s") for shape, dtype in plan.buffers] if plan else []
+    )
     for n in order:
         data = graph.nx.nodes[n]
         op = data["op"]
@@ -180,14 +196,22 @@ def emit_program(
             continue
         spec = get_op(op)
         args = [names[a] for a in graph.args(n)]
-        expr = spec.emit(ctx, args, data["attrs"])
-        names[n] = f"v{n}"
-        temps = [name for name, _ in ctx.pending]
-        body += [f"{name} = {src}  # %{n} {label}" for name, src in ctx.pending]
-        body.append(f"v{n} = {expr}  # %{n} {label}")
-        if temps:  # a fused kernel's intermediates are dead once its value is computed
-            body.append(f"del {', '.join(temps)}")
-        ctx.pending.clear()
+        if n in in_place:  # var <- var + E, added into the variable's own array
+            var, rest = in_place[n]
+            names[n] = names[var]
+            body.append(f"{_accumulate(names[var], rest, args)}  # %{n} {label}")
+        elif plan is not None and n in plan.buffer:  # into a buffer reused across calls
+            names[n] = buffers[plan.buffer[n]]
+            body.append(f"{spec.emit_into(ctx, names[n], args, data['attrs'])}  # %{n} {label}")
+        else:
+            expr = spec.emit(ctx, args, data["attrs"])
+            names[n] = f"v{n}"
+            temps = [name for name, _ in ctx.pending]
+            body += [f"{name} = {src}  # %{n} {label}" for name, src in ctx.pending]
+            body.append(f"v{n} = {expr}  # %{n} {label}")
+            if temps:  # a fused kernel's intermediates are dead once its value is computed
+                body.append(f"del {', '.join(temps)}")
+            ctx.pending.clear()
         dead = [names[a] for a in dies_at.get(n, ()) if names[a].startswith("v")]
         if dead:  # free intermediates at their last use, so memory is reused, not grown
             body.append(f"del {', '.join(dead)}")
@@ -206,6 +230,8 @@ def emit_program(
     # updates: read every new value before writing any (a value may view another variable)
     staged = []
     for i, (var, value) in enumerate(updates):
+        if value in in_place:
+            continue  # already written where it was computed
         src = names[value]
         if value in aliased:
             body.append(f"u{i} = np.array({src}, copy=True)")

@@ -24,8 +24,11 @@ class MemoryPlan:
     buffers: list[tuple[tuple[int, ...], str]] = field(default_factory=list)  # (shape, dtype)
 
 
-def plan_memory(graph: Graph, order: list[int], dims: dict, escaping: set[int]) -> MemoryPlan:
-    """Assign workspace buffers to the nodes of ``order`` (concrete ``dims`` required)."""
+def plan_memory(
+    graph: Graph, order: list[int], dims: dict, escaping: set[int], fixed: set[int] = frozenset()
+) -> MemoryPlan:
+    """Assign workspace buffers to the nodes of ``order`` (concrete ``dims`` required).
+    ``fixed`` nodes are computed ahead (constants of the kernel) and take no buffer."""
     nodes = graph.nx.nodes
     root = _alias_roots(graph, order)
     escapes = _escaping(graph, order, escaping, root)
@@ -56,7 +59,7 @@ def plan_memory(graph: Graph, order: list[int], dims: dict, escaping: set[int]) 
     for n in order:
         data = nodes[n]
         spec = get_op(data["op"])
-        wanted = spec.emit_into is not None and n not in escapes
+        wanted = spec.emit_into is not None and n not in escapes and n not in fixed
         in_place = spec.extra.get("elementwise", False)
         if wanted and in_place:
             give_back(n)  # an elementwise op may write over an argument dying here
@@ -76,7 +79,7 @@ def _alias_roots(graph: Graph, order: list[int]) -> dict[int, int]:
     """Each node's memory owner: a view's owner is its first argument's owner."""
     root: dict[int, int] = {}
     for n in order:
-        if get_op(graph.nx.nodes[n]["op"]).is_view:
+        if get_op(graph.nx.nodes[n]["op"]).is_view and graph.args(n):
             root[n] = root[graph.args(n)[0]]
         else:
             root[n] = n
@@ -86,3 +89,40 @@ def _alias_roots(graph: Graph, order: list[int]) -> dict[int, int]:
 def _escaping(graph: Graph, order: list[int], escaping: set[int], root: dict) -> set[int]:
     """Owners of memory the caller keeps: the escaping nodes and what they view."""
     return {root[n] for n in escaping} | set(escaping)
+
+
+def in_place_updates(
+    graph: Graph, order: list[int], updates: list[tuple[int, int]], outputs: list[int]
+) -> dict[int, tuple[int, object]]:
+    """Updates ``var <- var + E`` that can be written into the variable where computed:
+    {value node: (variable, E as an expression over the node's arguments)}.
+
+    Safe when the value is read by nothing else, the variable (or a view of it) is read by
+    nothing scheduled later, and no output is the variable or a view of it.
+    """
+    from ..graph import Tensor
+    from ..ops.elementwise import expression, is_elementwise, sym
+
+    position = {n: i for i, n in enumerate(order)}
+    root = _alias_roots(graph, order)
+    out_roots = {root[o] for o in outputs}
+    found = {}
+    for var, value in updates:
+        data = graph.nx.nodes[value]
+        if not is_elementwise(data["op"]) or graph.nx.succ[value] or value in outputs:
+            continue
+        if var in out_roots or data["shape"] != graph.nx.nodes[var]["shape"]:
+            continue
+        readers = [n for n in order if n != value and any(root[a] == var for a in graph.args(n))]
+        if any(position[n] > position[value] for n in readers):
+            continue
+        args = graph.args(value)
+        if args.count(var) != 1:
+            continue
+        x = sym(args.index(var))
+        e = expression(Tensor(graph, value))
+        rest = e - x
+        if not e.is_Add or x in rest.free_symbols:
+            continue
+        found[value] = (var, rest)
+    return found
