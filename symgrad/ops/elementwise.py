@@ -562,6 +562,9 @@ def _emit_for(op_name: str, template: str | None):
         if template is not None:
             return template.format(*args, **{k: ctx.literal(v) for k, v in attrs.items()})
         expr = _named_expression(op_name, len(args), _frozen(attrs))
+        cond = _indicator(expr)
+        if cond is not None and "dtype" in attrs:  # a mask: cast the bool, not an int64 where
+            expr = cond
         # named ops are one head each; the anonymous op may be a whole fused kernel
         src = emit_expression(ctx, expr, args) if op_name == "expr" else to_source(expr, args)
         if "dtype" in attrs:
