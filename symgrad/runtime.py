@@ -27,29 +27,61 @@ def index_add(shape, index, g, dtype):
 
 def one_hot(labels, depth, dtype):
     out = np.zeros(labels.shape + (depth,), dtype=dtype)
-    np.put_along_axis(out, labels[..., None].astype(np.intp), 1, axis=-1)
+    if labels.ndim == 1:  # the common case, by plain indexing: no index array for the axis
+        out[np.arange(labels.shape[0]), labels] = 1
+    else:
+        np.put_along_axis(out, labels[..., None].astype(np.intp), 1, axis=-1)
     return out
 
 
 def take_labels(x, labels):
     """x[..., labels] per row: the entry of the last axis picked by each integer label."""
+    if x.ndim == 2:
+        return x[np.arange(x.shape[0]), labels]
     return np.take_along_axis(x, labels[..., None].astype(np.intp), axis=-1)[..., 0]
 
 
+def _floating(x):
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
 def logsumexp(x, axis, keepdims):
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)  # all -inf rows stay -inf instead of nan
-    s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    x = _floating(x)
+    m = np.maximum.reduce(x, axis, keepdims=True)
+    if not np.isfinite(m).all():
+        m = np.where(np.isfinite(m), m, 0)  # all -inf rows stay -inf instead of nan
+    e = x - m
+    np.exp(e, out=e)
+    s = np.add.reduce(e, axis, keepdims=True)
+    np.log(s, out=s)
+    s += m
     return s if keepdims else np.squeeze(s, axis=axis)
 
 
 def softmax(x, axis):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = _floating(x) - np.maximum.reduce(x, axis, keepdims=True)
+    np.exp(e, out=e)
+    e /= np.add.reduce(e, axis, keepdims=True)
+    return e
 
 
 def log_softmax(x, axis):
     return x - logsumexp(x, axis, True)
+
+
+def softmax_minus_one_hot(logits, labels, out=None):
+    """softmax(logits) - one_hot(labels) over the last axis: the cross-entropy gradient."""
+    s = softmax(logits, -1)
+    if logits.ndim == 2:
+        s[np.arange(s.shape[0]), labels] -= 1
+    else:
+        np.put_along_axis(
+            s, labels[..., None].astype(np.intp), take_labels(s, labels)[..., None] - 1, -1
+        )
+    if out is None:
+        return s
+    out[...] = s
+    return out
 
 
 def cross_entropy(logits, labels):

@@ -98,6 +98,12 @@ def sum_one_hot_case(g):
     return [sg.sum(sg.one_hot(y, 3) * v, axis=-1)], [v, y], [vv, yv]
 
 
+def xent_gradient_case(g):
+    z, zv = _x(g, (4, 3))
+    y, yv = _labels(g)
+    return [sg.grad(sg.cross_entropy(z, y).mean(), z)], [z, y], [zv, yv]
+
+
 def merge_case(g):
     x, xv = _x(g)
     y, yv = _x(g, name="y")
@@ -156,6 +162,7 @@ CASES = {
     "div_cancel": binary_case(lambda x, y, g: (x / y) * y + (x * y) / y, positive=True),
     "softmax_cross_entropy": xent_case,
     "sum_one_hot": sum_one_hot_case,
+    "softmax_minus_one_hot": xent_gradient_case,
     "fuse_elementwise": with_grad(lambda x, g: sg.tanh(x * x + 1.0) * sg.sigmoid(x)),
     "merge": merge_case,
     "dead_code": unary_case(lambda x, g: sg.tanh(x) * 1.0),
@@ -487,3 +494,17 @@ def test_random_graphs_keep_their_values(dtype, rows, rtol):
             assert a.shape == b.shape and a.dtype == b.dtype == np.dtype(t.dtype)
             finite = np.isfinite(b)
             np.testing.assert_allclose(a[finite], b[finite], rtol=rtol, atol=rtol / 10)
+
+
+def test_fused_cross_entropy_gradient_with_extra_batch_axes():
+    g = sg.Graph()
+    z = g.input("z", (2, 4, 3))
+    y = g.input("y", (2, 4), "int64")
+    dz = sg.grad(sg.cross_entropy(z, y).sum(), z)
+    zv, yv = RNG.standard_normal((2, 4, 3)) * 50, RNG.integers(0, 3, (2, 4))
+    fn = compare([dz], [z, y], [zv, yv])
+    assert fn.rewrite_log.get("softmax_minus_one_hot") == 1
+    e = np.exp(zv - zv.max(-1, keepdims=True))
+    want = e / e.sum(-1, keepdims=True) - np.eye(3)[yv]
+    (got,) = fn(zv, yv)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

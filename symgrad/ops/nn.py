@@ -144,6 +144,16 @@ register(
 )
 
 
+def _infer_one_hot_residual(types, attrs):
+    z, y = types
+    if not compatible(y.shape, z.shape[:-1]) or not np.issubdtype(np.dtype(y.dtype), np.integer):
+        raise ShapeError(
+            f"softmax_minus_one_hot: labels {format_shape(y.shape)} {y.dtype} do not fit logits "
+            f"{format_shape(z.shape)}"
+        )
+    return z.shape, z.dtype
+
+
 def _infer_one_hot(types, attrs):
     (y,) = types
     return tuple(y.shape) + (attrs["depth"],), attrs["dtype"]
@@ -180,6 +190,24 @@ def _xent_jvp(node, tangents):
 
 
 OPS["cross_entropy"].vjp, OPS["cross_entropy"].jvp = _xent_vjp, _xent_jvp
+
+
+# softmax(z) - one_hot(y) in one pass: what the cross-entropy gradient computes; made by a
+# rewrite of compiled graphs (after differentiation), so it needs no derivative of its own
+register(
+    Op(
+        "softmax_minus_one_hot",
+        infer=_infer_one_hot_residual,
+        impl=lambda a, at: runtime.softmax_minus_one_hot(a[0], a[1]),
+        emit=lambda ctx, a, at: f"rt.softmax_minus_one_hot({a[0]}, {a[1]})",
+        arity=(2, 2),
+        differentiable=False,
+    )
+)
+
+
+def softmax_minus_one_hot(logits: Tensor, labels: Tensor) -> Tensor:
+    return logits.graph.apply("softmax_minus_one_hot", [logits, labels])
 
 
 def cross_entropy(logits: Tensor, labels) -> Tensor:

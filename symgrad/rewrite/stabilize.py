@@ -244,6 +244,21 @@ def softmax_cross_entropy(rw: Rewriter, n: int):
     return None
 
 
+@rewrite("softmax_minus_one_hot", "simplify", "sub")
+def softmax_minus_one_hot(rw: Rewriter, n: int):
+    """softmax(z) - one_hot(y) over z's last axis -> one fused op (the cross-entropy
+    gradient, one pass instead of a softmax, a one-hot matrix and a subtraction)."""
+    a, b = rw.args(n)
+    if rw.op(a) != "softmax" or rw.op(b) != "one_hot" or rw.expr(n) != X0 - sym(1):
+        return None
+    (z,), (y,) = rw.args(a), rw.args(b)
+    if rw.attrs(a)["axis"] != (len(rw.shape(z)) - 1,) or rw.shape(b) != rw.shape(z):
+        return None
+    if rw.attrs(b)["dtype"] != rw.dtype(z):
+        return None
+    return fit(rw, ops.nn.softmax_minus_one_hot(rw.t(z), rw.t(y)), n)
+
+
 @rewrite("sum_one_hot", "simplify", "sum")
 def sum_one_hot(rw: Rewriter, n: int):
     """sum(one_hot(y) * v, last axis) -> v, for v the same along that axis (one 1 per row)."""
