@@ -21,7 +21,10 @@ def softplus(x):
 def index_add(shape, index, g, dtype):
     """Zeros of ``shape`` with ``g`` added at ``index`` (repeated indices accumulate)."""
     out = np.zeros(shape, dtype=dtype)
-    np.add.at(out, index, g)
+    if any(isinstance(i, np.ndarray) for i in index):
+        np.add.at(out, index, g)  # index arrays may repeat an entry: accumulate
+    else:
+        out[index] = g  # basic indexing reaches each entry at most once
     return out
 
 
