@@ -104,6 +104,13 @@ def xent_gradient_case(g):
     return [sg.grad(sg.cross_entropy(z, y).mean(), z)], [z, y], [zv, yv]
 
 
+def scatter_concat_case(g):
+    x, xv = _x(g, (10,))
+    parts = [x[0:3], x[3:7], x[7:10]]
+    f = sum(sg.sum(sg.tanh(p) * (k + 1.0)) for k, p in enumerate(parts))
+    return [sg.hessian(f, x)], [x], [xv]
+
+
 def merge_case(g):
     x, xv = _x(g)
     y, yv = _x(g, name="y")
@@ -163,6 +170,7 @@ CASES = {
     "softmax_cross_entropy": xent_case,
     "sum_one_hot": sum_one_hot_case,
     "softmax_minus_one_hot": xent_gradient_case,
+    "scatter_concat": scatter_concat_case,
     "fuse_elementwise": with_grad(lambda x, g: sg.tanh(x * x + 1.0) * sg.sigmoid(x)),
     "merge": merge_case,
     "dead_code": unary_case(lambda x, g: sg.tanh(x) * 1.0),

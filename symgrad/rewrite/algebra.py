@@ -10,7 +10,7 @@ from .. import ops
 from ..ops.reductions import count
 from ..ops.shapes import broadcast_shapes, reduced_shape
 from .manager import ELEMENTWISE, Rewriter, rewrite
-from .match import DIFFERENCE, NEG, QUOTIENT, RECIPROCAL, fit, full, is_value
+from .match import DIFFERENCE, NEG, QUOTIENT, RECIPROCAL, X0, X1, fit, full, is_value
 
 # ---- identities: one argument is a known constant ----------------------------------------
 # name -> (op matched, argument positions that may hold the constant, its value, result, doc)
@@ -267,3 +267,51 @@ def reduce_broadcast(rw: Rewriter, n: int):
         k = count(rw.t(b), tuple(spread))
         y = y * (rw.graph.constant(np.asarray(k, dtype=rw.dtype(n))) if isinstance(k, float) else k)
     return fit(rw, y, n)
+
+
+# ---- scatters into neighbouring slices: one concatenate ---------------------------------
+def _slab(rw: Rewriter, n: int):
+    """(axis, start, stop) when node n is index_add(g) writing g into one slice of one axis
+    (every other axis taken whole), else None."""
+    if rw.op(n) != "index_add" or len(rw.args(n)) != 1:
+        return None
+    attrs = rw.attrs(n)
+    shape, index = attrs["shape"], attrs["index"]
+    if len(index) != len(shape) or any(item[0] != "slice" for item in index):
+        return None
+    cut = [k for k, item in enumerate(index) if item[1:] not in ((None, None, None),)]
+    if len(cut) != 1:
+        return None
+    axis = cut[0]
+    _, start, stop, step = index[axis]
+    size = shape[axis]
+    if step not in (None, 1) or isinstance(size, str):
+        return None
+    start, stop, _ = slice(start, stop).indices(size)
+    return axis, start, stop
+
+
+@rewrite("scatter_concat", "simplify", "add")
+def scatter_concat(rw: Rewriter, n: int):
+    """index_add(a, [i:j]) + index_add(b, [j:k]) -> index_add(concatenate(a, b), [i:k]), or
+    just the concatenation when it fills the axis: one array instead of two of zeros."""
+    if rw.expr(n) != X0 + X1:
+        return None
+    a, b = rw.args(n)
+    sa, sb = _slab(rw, a), _slab(rw, b)
+    if sa is None or sb is None or sa[0] != sb[0] or rw.attrs(a)["shape"] != rw.attrs(b)["shape"]:
+        return None
+    if sb[2] == sa[1]:  # b's slice comes first
+        a, b, sa, sb = b, a, sb, sa
+    if sa[2] != sb[1]:
+        return None
+    axis, shape = sa[0], rw.attrs(a)["shape"]
+    (ga,), (gb,) = rw.args(a), rw.args(b)
+    joined = ops.concatenate([rw.t(ga), rw.t(gb)], axis=axis)
+    if (sa[1], sb[2]) == (0, shape[axis]):
+        return fit(rw, joined, n)
+    index = tuple(
+        ("slice", sa[1], sb[2], None) if k == axis else ("slice", None, None, None)
+        for k in range(len(shape))
+    )
+    return fit(rw, rw.graph.apply("index_add", [joined], {"shape": shape, "index": index}), n)
