@@ -120,13 +120,21 @@ def last_uses(graph: Graph, order: list[int], keep: set[int]) -> dict[int, list[
     return out
 
 
-def _accumulate(var: str, rest, args: list[str]) -> str:
-    """``var += rest`` (or ``-=``) in place, ``rest`` an expression over ``args``."""
-    from ..ops.elementwise import to_source
+def _accumulate(var: str, rest, args: list[str], spare: list[str]) -> str:
+    """``var += rest`` (or ``-=``) in place, ``rest`` an expression over ``args``. When rest
+    is c * g with g in a buffer dying here (``spare``), g is scaled in place first, so the
+    update allocates nothing."""
+    from ..ops.elementwise import sym, to_source
 
-    if rest.could_extract_minus_sign():
-        return f"np.subtract({var}, {to_source(-rest, args)}, out={var})"
-    return f"np.add({var}, {to_source(rest, args)}, out={var})"
+    ufunc = "np.subtract" if rest.could_extract_minus_sign() else "np.add"
+    rest = -rest if ufunc == "np.subtract" else rest
+    c, g = rest.as_coeff_Mul()
+    held = [i for i, name in enumerate(args) if name in spare and g == sym(i)]
+    if held:
+        buf = args[held[0]]
+        scale = "" if c == 1 else f"np.multiply({buf}, {float(c)!r}, out={buf}); "
+        return f"{scale}{ufunc}({var}, {buf}, out={var})"
+    return f"{ufunc}({var}, {to_source(rest, args)}, out={var})"
 
 
 FOLD_LIMIT = 1 << 16  # elements: a bigger value is cheaper to compute than to keep
@@ -199,7 +207,11 @@ def emit_program(
         if n in in_place:  # var <- var + E, added into the variable's own array
             var, rest = in_place[n]
             names[n] = names[var]
-            body.append(f"{_accumulate(names[var], rest, args)}  # %{n} {label}")
+            spare = [  # buffers dying here may hold the scaled step
+                a for a in graph.args(n) if plan and a in plan.buffer and a in plan.freed.get(n, ())
+            ]
+            step = _accumulate(names[var], rest, args, [names[a] for a in spare])
+            body.append(f"{step}  # %{n} {label}")
         elif plan is not None and n in plan.buffer:  # into a buffer reused across calls
             names[n] = buffers[plan.buffer[n]]
             body.append(f"{spec.emit_into(ctx, names[n], args, data['attrs'])}  # %{n} {label}")

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 from ..graph import Graph
 from ..ops import get_op
-from ..ops.shapes import resolve
+from ..ops.shapes import is_float, resolve
 
 
 @dataclass
 class MemoryPlan:
     buffer: dict[int, int] = field(default_factory=dict)  # node -> workspace buffer index
     buffers: list[tuple[tuple[int, ...], str]] = field(default_factory=list)  # (shape, dtype)
+    freed: dict[int, list[int]] = field(default_factory=dict)  # node -> buffers' owners dying
 
 
 def plan_memory(
@@ -41,7 +42,7 @@ def plan_memory(
     for r, n in last.items():
         release.setdefault(n, []).append(r)
 
-    plan = MemoryPlan()
+    plan = MemoryPlan(freed=release)
     free: dict[tuple, list[int]] = {}
 
     def take(key) -> int:
@@ -59,8 +60,16 @@ def plan_memory(
     for n in order:
         data = nodes[n]
         spec = get_op(data["op"])
-        wanted = spec.emit_into is not None and n not in escapes and n not in fixed
-        in_place = spec.extra.get("elementwise", False)
+        wanted = (
+            spec.emit_into is not None
+            and n not in escapes
+            and n not in fixed
+            and spec.extra.get("into_ok", _always)(data["attrs"])
+            and (not spec.extra.get("elementwise") or is_float(data["dtype"]))
+        )
+        # a single ufunc may write over an argument dying with it; a chain of them may not
+        # (a later step could read the argument after the first one overwrote it)
+        in_place = spec.extra.get("elementwise", False) and data["op"] != "expr"
         if wanted and in_place:
             give_back(n)  # an elementwise op may write over an argument dying here
             plan.buffer[n] = take(_key(data, dims))
@@ -69,6 +78,10 @@ def plan_memory(
             plan.buffer[n] = take(_key(data, dims))
         give_back(n)
     return plan
+
+
+def _always(attrs) -> bool:
+    return True
 
 
 def _key(data: dict, dims: dict) -> tuple:

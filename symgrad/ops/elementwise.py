@@ -672,3 +672,88 @@ def user_elementwise(name: str, fn: Callable[..., sp.Expr]) -> Callable[..., Ten
     op.__name__ = name
     op.__doc__ = f"Elementwise {name}: {expr}"
     return atomic(op)
+
+
+# ---- computing an expression into an existing array (the compiler's buffer reuse) ---------
+_INTO_UNARY = {
+    sp.exp: "np.exp",
+    sp.log: "np.log",
+    sp.tanh: "np.tanh",
+    sp.sin: "np.sin",
+    sp.cos: "np.cos",
+    sp.Abs: "np.absolute",
+}
+_CHAIN = (sp.Add, sp.Mul)
+
+
+def _is_spine(e) -> bool:
+    return isinstance(e, _CHAIN) or type(e) in _INTO_UNARY or (isinstance(e, sp.Pow) and e.exp == 2)
+
+
+@functools.lru_cache(maxsize=4096)
+def into_steps(expr: sp.Expr) -> tuple | None:
+    """Steps ``(ufunc, operands)`` computing ``expr`` into one output array, each operand a
+    subexpression or None for the output so far; None when ``expr`` is not such a chain (each
+    step may build on the previous one only through the output)."""
+    if not _is_spine(expr):
+        return None
+    if type(expr) in _INTO_UNARY or isinstance(expr, sp.Pow):
+        (arg,) = expr.args[:1]
+        ufunc = "np.square" if isinstance(expr, sp.Pow) else _INTO_UNARY[type(expr)]
+        inner = into_steps(arg) if _is_spine(arg) else None
+        return (inner or ()) + ((ufunc, (None if inner else arg,)),)
+    add = isinstance(expr, sp.Add)
+    terms = list(expr.args)
+    if not add and any(isinstance(t, sp.Pow) and t.exp.is_negative for t in terms):
+        return None  # quotients stay plain expressions
+
+    def fold(t):  # the ufunc and operand that fold term t into the output
+        if add and t.could_extract_minus_sign():
+            return "np.subtract", _negated(t)
+        return ("np.add" if add else "np.multiply"), t
+
+    spine = max((t for t in terms if _is_spine(t)), key=sp.count_ops, default=None)
+    if spine is not None:
+        terms.remove(spine)
+        negative = add and spine.could_extract_minus_sign()
+        steps = into_steps(_negated(spine) if negative else spine)
+        if steps is None:
+            return None
+        if negative:  # p - f(x): f(x) into the output, then p minus it
+            p = next((t for t in terms if not t.could_extract_minus_sign()), None)
+            if p is None:
+                steps += (("np.negative", (None,)),)
+            else:
+                terms.remove(p)
+                steps += (("np.subtract", (p, None)),)
+    else:  # all operands are plain expressions: the first two make the first step
+        first = terms.pop(0)
+        if add and first.could_extract_minus_sign():
+            return None
+        ufunc, operand = fold(terms.pop(0))
+        steps = ((ufunc, (first, operand)),)
+    for t in terms:
+        ufunc, operand = fold(t)
+        steps += ((ufunc, (None, operand)),)
+    return steps
+
+
+def _operand_source(ufunc: str, o, args: list[str]) -> str:
+    cond = _indicator(o) if ufunc == "np.multiply" else None
+    # a 0/1 mask multiplies as its bool condition (np.where(c, 1, 0) would be int64)
+    return to_source(o if cond is None else cond, args)
+
+
+def emit_into_expression(ctx, out: str, expr: sp.Expr, args: list[str]) -> str:
+    """Statements computing ``expr`` on ``args`` into the array ``out`` (see into_steps)."""
+    parts = []
+    for ufunc, operands in into_steps(expr):
+        srcs = [out if o is None else _operand_source(ufunc, o, args) for o in operands]
+        parts.append(f"{ufunc}({', '.join(srcs)}, out={out})")
+    return "; ".join(parts)
+
+
+OPS["expr"].emit_into = lambda ctx, out, args, attrs: emit_into_expression(
+    ctx, out, attrs["expr"], args
+)
+OPS["expr"].extra["into_ok"] = lambda attrs: into_steps(attrs["expr"]) is not None
