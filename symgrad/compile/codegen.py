@@ -120,6 +120,19 @@ def last_uses(graph: Graph, order: list[int], keep: set[int]) -> dict[int, list[
     return out
 
 
+def _buffer_views(ctx: EmitContext, graph: Graph, plan, dims: dict) -> dict[int, str]:
+    """Allocate the plan's buffers once and name each value's view of its buffer."""
+    bases = [np.empty(size, dtype) for size, dtype in plan.buffers]
+    names: dict[tuple, str] = {}
+    out = {}
+    for n, (b, shape) in plan.views(graph.nx.nodes, dims).items():
+        if (b, shape) not in names:
+            size = int(np.prod(shape, dtype=np.int64))
+            names[b, shape] = ctx.const(bases[b][:size].reshape(shape), "s")
+        out[n] = names[b, shape]
+    return out
+
+
 def _accumulate(var: str, rest, args: list[str], spare: list[str]) -> str:
     """``var += rest`` (or ``-=``) in place, ``rest`` an expression over ``args``. When rest
     is c * g with g in a buffer dying here (``spare``), g is scaled in place first, so the
@@ -185,9 +198,7 @@ def emit_program(
     escaping = set(outputs) | {v for _, v in updates}
     in_place = in_place_updates(graph, order, updates, outputs) if dims is not None else {}
     plan = plan_memory(graph, order, dims, escaping, set(folded)) if dims is not None else None
-    buffers = (
-        [ctx.const(np.empty(shape, dtype), "s") for shape, dtype in plan.buffers] if plan else []
-    )
+    buffers = _buffer_views(ctx, graph, plan, dims) if plan else {}
     for n in order:
         data = graph.nx.nodes[n]
         op = data["op"]
@@ -213,7 +224,7 @@ def emit_program(
             step = _accumulate(names[var], rest, args, [names[a] for a in spare])
             body.append(f"{step}  # %{n} {label}")
         elif plan is not None and n in plan.buffer:  # into a buffer reused across calls
-            names[n] = buffers[plan.buffer[n]]
+            names[n] = buffers[n]
             body.append(f"{spec.emit_into(ctx, names[n], args, data['attrs'])}  # %{n} {label}")
         else:
             expr = spec.emit(ctx, args, data["attrs"])

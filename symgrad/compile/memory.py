@@ -2,7 +2,8 @@
 
 Liveness over the schedule decides when a buffer is free again; a value whose op can write
 into an existing array (``Op.emit_into``) takes a free buffer of its shape and dtype, or a new
-one. The buffers are allocated once per shape specialization and reused by every call, so a
+one (values are views of a buffer's first elements, so shapes may differ). The buffers are
+allocated once per shape specialization and reused by every call, so a
 steady-state call allocates nothing but what escapes it. Elementwise ops may write over an
 argument that dies with them (chains computed in place); other ops never write over their
 arguments. Values that leave the kernel (outputs, update values, or views of them) are fresh
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..graph import Graph
 from ..ops import get_op
 from ..ops.shapes import is_float, resolve
@@ -21,8 +24,13 @@ from ..ops.shapes import is_float, resolve
 @dataclass
 class MemoryPlan:
     buffer: dict[int, int] = field(default_factory=dict)  # node -> workspace buffer index
-    buffers: list[tuple[tuple[int, ...], str]] = field(default_factory=list)  # (shape, dtype)
+    buffers: list[list] = field(default_factory=list)  # [elements, dtype] of each buffer
     freed: dict[int, list[int]] = field(default_factory=dict)  # node -> buffers' owners dying
+
+    def views(self, nodes, dims) -> dict[int, tuple[int, tuple[int, ...]]]:
+        """{node: (buffer index, shape)}: each value is a view of the first elements of its
+        buffer, so values of different shapes share memory when their lifetimes allow."""
+        return {n: (b, resolve(nodes[n]["shape"], dims)) for n, b in self.buffer.items()}
 
 
 def plan_memory(
@@ -43,19 +51,28 @@ def plan_memory(
         release.setdefault(n, []).append(r)
 
     plan = MemoryPlan(freed=release)
-    free: dict[tuple, list[int]] = {}
+    free: dict[str, list[int]] = {}  # dtype -> free buffers
 
-    def take(key) -> int:
-        pool = free.get(key)
-        if pool:
-            return pool.pop()
-        plan.buffers.append(key)
+    def take(data) -> int:
+        size, dtype = _size(data, dims), data["dtype"]
+        pool = free.get(dtype)
+        if pool:  # the smallest free buffer that fits, else the largest one, grown
+            fits = [b for b in pool if plan.buffers[b][0] >= size]
+            b = (
+                min(fits, key=lambda b: plan.buffers[b][0])
+                if fits
+                else max(pool, key=lambda b: plan.buffers[b][0])
+            )
+            pool.remove(b)
+            plan.buffers[b][0] = max(plan.buffers[b][0], size)
+            return b
+        plan.buffers.append([size, dtype])
         return len(plan.buffers) - 1
 
     def give_back(n: int) -> None:
         for r in release.get(n, ()):
             if r in plan.buffer:
-                free.setdefault(_key(nodes[r], dims), []).append(plan.buffer[r])
+                free.setdefault(nodes[r]["dtype"], []).append(plan.buffer[r])
 
     for n in order:
         data = nodes[n]
@@ -72,10 +89,10 @@ def plan_memory(
         in_place = spec.extra.get("elementwise", False) and data["op"] != "expr"
         if wanted and in_place:
             give_back(n)  # an elementwise op may write over an argument dying here
-            plan.buffer[n] = take(_key(data, dims))
+            plan.buffer[n] = take(data)
             continue
         if wanted:
-            plan.buffer[n] = take(_key(data, dims))
+            plan.buffer[n] = take(data)
         give_back(n)
     return plan
 
@@ -84,8 +101,8 @@ def _always(attrs) -> bool:
     return True
 
 
-def _key(data: dict, dims: dict) -> tuple:
-    return resolve(data["shape"], dims), data["dtype"]
+def _size(data: dict, dims: dict) -> int:
+    return int(np.prod(resolve(data["shape"], dims), dtype=np.int64))
 
 
 def _alias_roots(graph: Graph, order: list[int]) -> dict[int, int]:
