@@ -69,6 +69,7 @@ class Program:
     source: str
     namespace: dict
     fn_name: str = "symgrad_kernel"
+    workspace_bytes: int = 0  # the buffers the kernel keeps and reuses across calls
 
     def build(self):
         # a file name of its own, known to linecache, so tracebacks show the generated lines
@@ -118,6 +119,11 @@ def last_uses(graph: Graph, order: list[int], keep: set[int]) -> dict[int, list[
         if a not in keep:
             out.setdefault(n, []).append(a)
     return out
+
+
+def _workspace_bytes(ctx: EmitContext, buffers: dict[int, str]) -> int:
+    bases = {id(ctx.namespace[name].base): ctx.namespace[name].base for name in buffers.values()}
+    return sum(b.nbytes for b in bases.values())
 
 
 def _buffer_views(ctx: EmitContext, graph: Graph, plan, dims: dict) -> dict[int, str]:
@@ -280,4 +286,4 @@ def emit_program(
     body.append(f"return {ret}")
     params = ", ".join(f"a{i}" for i in range(len(inputs)))
     source = f"def symgrad_kernel({params}):\n" + "".join(f"    {line}\n" for line in body)
-    return Program(source, ctx.namespace)
+    return Program(source, ctx.namespace, workspace_bytes=_workspace_bytes(ctx, buffers))

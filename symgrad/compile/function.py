@@ -99,7 +99,7 @@ class Function:
         hit = self._kernels.get(key)
         if hit is None:
             program = self._program(dims)
-            hit = self._kernels[key] = (program.build(), program.source)
+            hit = self._kernels[key] = (program.build(), program.source, program.workspace_bytes)
         self._last = hit
         return hit[0]
 
@@ -109,6 +109,11 @@ class Function:
         from .staging import specialize
 
         return specialize(self, fixed)
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Bytes of the buffers the last specialization called keeps between calls."""
+        return 0 if self._last is None else self._last[2]
 
     @property
     def source(self) -> str:
