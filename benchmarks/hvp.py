@@ -105,12 +105,7 @@ def flat_mlp_loss(sizes=(2, 16, 2), batch=4, activation=sg.tanh, seed=0):
     theta = g.input("theta", (total,))
     X = g.constant(rng.standard_normal((batch, sizes[0])))
     y = g.constant(rng.integers(0, sizes[-1], batch))
-    h, offset = X, 0
-    pieces = []
-    for s in shapes:
-        size = int(np.prod(s))
-        pieces.append(sg.reshape(theta[offset : offset + size], s))
-        offset += size
+    pieces, h = sg.nn.split_flat(theta, shapes), X
     for i in range(0, len(pieces), 2):
         h = h @ pieces[i] + pieces[i + 1]
         if i < len(pieces) - 2:

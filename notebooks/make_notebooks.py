@@ -26,7 +26,10 @@ def load_cells(path: Path) -> list[tuple[str, str]]:
 def notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     make = {"md": nbformat.v4.new_markdown_cell, "code": nbformat.v4.new_code_cell}
     nb = nbformat.v4.new_notebook()
-    nb.cells = [make[kind](source.strip("\n")) for kind, source in cells]
+    # numbered cell ids, so regenerating an unchanged notebook changes nothing
+    nb.cells = [
+        make[kind](source.strip("\n"), id=f"cell-{i:02d}") for i, (kind, source) in enumerate(cells)
+    ]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",

@@ -177,12 +177,7 @@ def _flat_mlp_loss(g, activation):
     theta = g.input("theta", (82,))
     X = g.constant(data.standard_normal((4, 2)))
     y = g.constant(np.array([0, 1, 1, 0]))
-    shapes, pieces, offset = [(2, 16), (16,), (16, 2), (2,)], [], 0
-    for s in shapes:
-        size = int(np.prod(s))
-        pieces.append(sg.reshape(theta[offset : offset + size], s))
-        offset += size
-    W1, b1, W2, b2 = pieces
+    W1, b1, W2, b2 = sg.nn.split_flat(theta, [(2, 16), (16,), (16, 2), (2,)])
     return theta, sg.cross_entropy(activation(X @ W1 + b1) @ W2 + b2, y).mean()
 
 

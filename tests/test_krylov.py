@@ -25,8 +25,7 @@ def small_net(activation="tanh", seed=0):
     h = sg.Graph()
     theta = h.input("theta", (82,))
     act = {"tanh": sg.tanh, "relu": sg.relu}[activation]
-    W0, b0 = sg.reshape(theta[0:32], (2, 16)), theta[32:48]
-    W1, b1 = sg.reshape(theta[48:80], (16, 2)), theta[80:82]
+    W0, b0, W1, b1 = sg.nn.split_flat(theta, [(2, 16), (16,), (16, 2), (2,)])
     flat_logits = act(h.constant(Xd) @ W0 + b0) @ W1 + b1
     flat_loss = sg.cross_entropy(flat_logits, h.constant(yd)).mean()
     point = np.concatenate([p.value.ravel() for p in net.params])
@@ -154,11 +153,7 @@ def test_gauss_newton_of_squared_error_is_scaled_jtj():
     op = krylov.gnvp_operator(sg.mse(z, T), net.params, {X: Xd, T: Td}, outputs=z)
     h = sg.Graph()
     theta = h.input("theta", (op.shape[0],))
-    pieces, o = [], 0
-    for p in net.params:
-        k = int(np.prod(p.shape))
-        pieces.append(sg.reshape(theta[o : o + k], p.shape))
-        o += k
+    pieces = sg.nn.split_flat(theta, [p.shape for p in net.params])
     out = sg.tanh(h.constant(Xd) @ pieces[0] + pieces[1]) @ pieces[2] + pieces[3]
     J = sg.compile(sg.jacobian(out, theta), [theta])(krylov.get_flat(net.params)).reshape(12, -1)
     np.testing.assert_allclose(op @ np.eye(op.shape[0]), 2 / 12 * J.T @ J, rtol=1e-10, atol=1e-14)

@@ -105,8 +105,7 @@ shows the block structure of the layers.""",
         "code",
         r"""h = sg.Graph()
 theta = h.input("theta", (82,))
-W0, b0 = sg.reshape(theta[0:32], (2, 16)), theta[32:48]
-W1, b1 = sg.reshape(theta[48:80], (16, 2)), theta[80:82]
+W0, b0, W1, b1 = sg.nn.split_flat(theta, [(2, 16), (16,), (16, 2), (2,)])
 flat_loss = sg.cross_entropy(sg.tanh(h.constant(Xd) @ W0 + b0) @ W1 + b1, h.constant(yd)).mean()
 H = sg.compile(sg.hessian(flat_loss, theta), [theta])(theta0)
 print("max |H - H^T| =", np.abs(H - H.T).max())

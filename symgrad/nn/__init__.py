@@ -7,6 +7,7 @@ graph updates (one compiled call per training step), ``fit``, and small datasets
 
 from .datasets import digits, two_spirals, xor
 from .fit import History, fit, predict, supervised_problem
+from .flat import split_flat
 from .init import (
     INITIALIZERS,
     glorot_normal,
@@ -38,6 +39,7 @@ __all__ = [
     "Problem",
     "Step",
     "accuracy",
+    "split_flat",
     "cross_entropy",
     "digits",
     "fit",
