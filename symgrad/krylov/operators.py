@@ -122,12 +122,9 @@ def product_function(
 
 def _staged(fn: Function, fixed: dict) -> Callable[[np.ndarray], np.ndarray]:
     """``v -> fn(..., v)`` with everything but v fixed to the values in ``fixed``
-    ({input or variable: array}); where the compiler can stage, all that does not depend on
-    v (the forward pass, the gradient) is computed once, here."""
-    if hasattr(fn, "specialize"):
-        return fn.specialize(fixed)
-    args = [fixed[x] for x in fn.inputs[:-1]]  # variables are then read at each product
-    return lambda v: fn(*args, v)
+    ({input or variable: array}); all that does not depend on v (the forward pass, the
+    gradient) is computed once, here."""
+    return fn.specialize(fixed)
 
 
 def _operator(kind: str, f: Tensor, wrt, feed, outputs=None) -> CurvatureOperator:
