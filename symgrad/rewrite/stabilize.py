@@ -251,6 +251,8 @@ def softmax_minus_one_hot(rw: Rewriter, n: int):
     a, b = rw.args(n)
     if rw.op(a) != "softmax" or rw.op(b) != "one_hot" or rw.expr(n) != X0 - sym(1):
         return None
+    if rw.uses(a) != 1:  # the softmax is needed anyway: subtracting from it is cheaper
+        return None
     (z,), (y,) = rw.args(a), rw.args(b)
     if rw.attrs(a)["axis"] != (len(rw.shape(z)) - 1,) or rw.shape(b) != rw.shape(z):
         return None
