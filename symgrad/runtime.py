@@ -83,9 +83,14 @@ def log_softmax(x, axis):
     return x - logsumexp(x, axis, True)
 
 
-def softmax_minus_one_hot(logits, labels, out=None):
-    """softmax(logits) - one_hot(labels) over the last axis: the cross-entropy gradient."""
-    s = softmax(logits, -1)
+def softmax_minus_one_hot(logits, labels, lse=None, out=None):
+    """softmax(logits) - one_hot(labels) over the last axis: the cross-entropy gradient.
+    ``lse``, the logits' logsumexp when the forward pass computed it, saves the max and sum."""
+    if lse is None:
+        s = softmax(logits, -1)
+    else:
+        s = _floating(logits) - lse[..., None]
+        np.exp(s, out=s)
     if logits.ndim == 2:
         s[np.arange(s.shape[0]), labels] -= 1
     else:
@@ -96,6 +101,11 @@ def softmax_minus_one_hot(logits, labels, out=None):
         return s
     out[...] = s
     return out
+
+
+def cross_entropy_from_lse(logits, labels, lse):
+    """The cross-entropy given the logits' logsumexp over the last axis."""
+    return lse - take_labels(logits, labels)
 
 
 def cross_entropy(logits, labels):

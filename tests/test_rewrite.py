@@ -104,6 +104,13 @@ def xent_gradient_case(g):
     return [sg.grad(sg.cross_entropy(z, y).mean(), z)], [z, y], [zv, yv]
 
 
+def xent_gradient_and_value_case(g):
+    z, zv = _x(g, (4, 3))
+    y, yv = _labels(g)
+    loss = sg.cross_entropy(z, y)
+    return [loss, sg.grad(loss.mean(), z)], [z, y], [zv * 30, yv]
+
+
 def scatter_concat_case(g):
     x, xv = _x(g, (10,))
     parts = [x[0:3], x[3:7], x[7:10]]
@@ -171,6 +178,7 @@ CASES = {
     "sum_one_hot": sum_one_hot_case,
     "softmax_minus_one_hot": xent_gradient_case,
     "scatter_concat": scatter_concat_case,
+    "share_logsumexp": xent_gradient_and_value_case,
     "fuse_elementwise": with_grad(lambda x, g: sg.tanh(x * x + 1.0) * sg.sigmoid(x)),
     "merge": merge_case,
     "dead_code": unary_case(lambda x, g: sg.tanh(x) * 1.0),

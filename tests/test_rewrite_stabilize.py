@@ -99,7 +99,7 @@ def test_softmax_cross_entropy_is_fused_with_its_simple_gradient():
     fn = sg.compile([loss, dz], [z, labels])
     got_loss, got_dz = fn(zv, yv)
     assert fn.rewrite_log["softmax_cross_entropy"] == 1
-    assert "rt.cross_entropy(" in fn.source
+    assert "rt.cross_entropy" in fn.source  # the fused op (possibly from a shared logsumexp)
     want_dz = (np.exp(log_softmax(zv)) - np.eye(3)[yv]) / 3
     np.testing.assert_allclose(got_loss, -log_softmax(zv)[np.arange(3), yv].mean(), rtol=1e-12)
     np.testing.assert_allclose(got_dz, want_dz, rtol=1e-12, atol=1e-300)

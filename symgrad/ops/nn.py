@@ -145,12 +145,13 @@ register(
 
 
 def _infer_one_hot_residual(types, attrs):
-    z, y = types
+    z, y, *lse = types
     if not compatible(y.shape, z.shape[:-1]) or not np.issubdtype(np.dtype(y.dtype), np.integer):
         raise ShapeError(
-            f"softmax_minus_one_hot: labels {format_shape(y.shape)} {y.dtype} do not fit logits "
-            f"{format_shape(z.shape)}"
+            f"labels {format_shape(y.shape)} {y.dtype} do not fit logits {format_shape(z.shape)}"
         )
+    if lse and (not compatible(lse[0].shape, z.shape[:-1]) or lse[0].dtype != z.dtype):
+        raise ShapeError(f"logsumexp {format_shape(lse[0].shape)} does not fit the logits")
     return z.shape, z.dtype
 
 
@@ -194,20 +195,37 @@ OPS["cross_entropy"].vjp, OPS["cross_entropy"].jvp = _xent_vjp, _xent_jvp
 
 # softmax(z) - one_hot(y) in one pass: what the cross-entropy gradient computes; made by a
 # rewrite of compiled graphs (after differentiation), so it needs no derivative of its own
+# (an optional third argument is the logits' logsumexp, when the forward pass has it)
 register(
     Op(
         "softmax_minus_one_hot",
         infer=_infer_one_hot_residual,
-        impl=lambda a, at: runtime.softmax_minus_one_hot(a[0], a[1]),
-        emit=lambda ctx, a, at: f"rt.softmax_minus_one_hot({a[0]}, {a[1]})",
-        arity=(2, 2),
+        impl=lambda a, at: runtime.softmax_minus_one_hot(*a),
+        emit=lambda ctx, a, at: f"rt.softmax_minus_one_hot({', '.join(a)})",
+        arity=(2, 3),
+        differentiable=False,
+    )
+)
+# the cross-entropy from a logsumexp computed once for it and for its gradient
+register(
+    Op(
+        "cross_entropy_from_lse",
+        infer=lambda types, at: (_infer_one_hot_residual(types, at)[0][:-1], types[0].dtype),
+        impl=lambda a, at: np.asarray(runtime.cross_entropy_from_lse(*a)),
+        emit=lambda ctx, a, at: f"rt.cross_entropy_from_lse({', '.join(a)})",
+        arity=(3, 3),
         differentiable=False,
     )
 )
 
 
-def softmax_minus_one_hot(logits: Tensor, labels: Tensor) -> Tensor:
-    return logits.graph.apply("softmax_minus_one_hot", [logits, labels])
+def softmax_minus_one_hot(logits: Tensor, labels: Tensor, lse: Tensor | None = None) -> Tensor:
+    args = [logits, labels] + ([] if lse is None else [lse])
+    return logits.graph.apply("softmax_minus_one_hot", args)
+
+
+def cross_entropy_from_lse(logits: Tensor, labels: Tensor, lse: Tensor) -> Tensor:
+    return logits.graph.apply("cross_entropy_from_lse", [logits, labels, lse])
 
 
 def cross_entropy(logits: Tensor, labels) -> Tensor:

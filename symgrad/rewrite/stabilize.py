@@ -261,6 +261,34 @@ def softmax_minus_one_hot(rw: Rewriter, n: int):
     return fit(rw, ops.nn.softmax_minus_one_hot(rw.t(z), rw.t(y)), n)
 
 
+def _sibling(rw: Rewriter, z: int, y: int, *ops_: str) -> int | None:
+    """A node ``op(z, y, ...)`` reading the same logits and labels, if there is one."""
+    for c in rw.graph.nx._succ[z]:
+        if rw.op(c) in ops_ and rw.args(c)[:2] == [z, y]:
+            return c
+    return None
+
+
+@rewrite("share_logsumexp", "simplify", "cross_entropy", "softmax_minus_one_hot")
+def share_logsumexp(rw: Rewriter, n: int):
+    """A cross-entropy and its gradient on the same logits: both from one logsumexp (the
+    gradient is then exp(z - lse) - one_hot, with no second max and sum)."""
+    z, y, *lse = rw.args(n)
+    if lse or len(rw.shape(z)) < 1:
+        return None
+    if rw.op(n) == "cross_entropy":
+        # its gradient reads the softmax of the same logits (or already the fused residual)
+        near = any(rw.op(c) == "softmax" for c in rw.graph.nx._succ[z])
+        if not near and _sibling(rw, z, y, "softmax_minus_one_hot") is None:
+            return None
+        shared = ops.logsumexp(rw.t(z), -1)
+        return fit(rw, ops.nn.cross_entropy_from_lse(rw.t(z), rw.t(y), shared), n)
+    if _sibling(rw, z, y, "cross_entropy", "cross_entropy_from_lse") is None:
+        return None
+    shared = ops.logsumexp(rw.t(z), -1)
+    return fit(rw, ops.nn.softmax_minus_one_hot(rw.t(z), rw.t(y), shared), n)
+
+
 @rewrite("sum_one_hot", "simplify", "sum")
 def sum_one_hot(rw: Rewriter, n: int):
     """sum(one_hot(y) * v, last axis) -> v, for v the same along that axis (one 1 per row)."""
