@@ -109,15 +109,4 @@ def cross_entropy_from_lse(logits, labels, lse):
 
 
 def cross_entropy(logits, labels):
-    return logsumexp(logits, -1, False) - take_labels(logits, labels)
-
-
-def sum_to(x, shape):
-    """Sum ``x`` over the axes along which ``shape`` was broadcast to x.shape."""
-    lead = x.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1
-    )
-    if axes:
-        x = np.sum(x, axis=axes, keepdims=True)
-    return x.reshape(shape)
+    return cross_entropy_from_lse(logits, labels, logsumexp(logits, -1, False))

@@ -19,7 +19,7 @@ import numpy as np
 from .. import runtime
 from ..graph import Graph
 from ..ops import get_op
-from .memory import in_place_updates, plan_memory
+from .memory import alias_roots, in_place_updates, plan_memory
 
 
 class EmitContext:
@@ -98,14 +98,8 @@ def node_of_line(source: str, lineno: int) -> int | None:
 
 def may_alias(graph: Graph, order: list[int]) -> set[int]:
     """Nodes whose emitted value may share memory with an input, constant or variable."""
-    out = set()
-    for n in order:
-        op = graph.nx.nodes[n]["op"]
-        if op in ("input", "constant", "variable"):
-            out.add(n)
-        elif get_op(op).is_view and graph.args(n)[0] in out:
-            out.add(n)
-    return out
+    leaves = ("input", "constant", "variable")
+    return {n for n, r in alias_roots(graph, order).items() if graph.nx.nodes[r]["op"] in leaves}
 
 
 def last_uses(graph: Graph, order: list[int], keep: set[int]) -> dict[int, list[int]]:

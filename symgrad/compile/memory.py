@@ -39,8 +39,9 @@ def plan_memory(
     """Assign workspace buffers to the nodes of ``order`` (concrete ``dims`` required).
     ``fixed`` nodes are computed ahead (constants of the kernel) and take no buffer."""
     nodes = graph.nx.nodes
-    root = _alias_roots(graph, order)
-    escapes = _escaping(graph, order, escaping, root)
+    root = alias_roots(graph, order)
+    # the caller keeps escaping values and the memory they view
+    escapes = {root[n] for n in escaping} | set(escaping)
     # a buffer is free after the last reader of its value or of any view of it
     release: dict[int, list[int]] = {}
     last: dict[int, int] = {}
@@ -105,7 +106,7 @@ def _size(data: dict, dims: dict) -> int:
     return int(np.prod(resolve(data["shape"], dims), dtype=np.int64))
 
 
-def _alias_roots(graph: Graph, order: list[int]) -> dict[int, int]:
+def alias_roots(graph: Graph, order: list[int]) -> dict[int, int]:
     """Each node's memory owner: a view's owner is its first argument's owner."""
     root: dict[int, int] = {}
     for n in order:
@@ -114,11 +115,6 @@ def _alias_roots(graph: Graph, order: list[int]) -> dict[int, int]:
         else:
             root[n] = n
     return root
-
-
-def _escaping(graph: Graph, order: list[int], escaping: set[int], root: dict) -> set[int]:
-    """Owners of memory the caller keeps: the escaping nodes and what they view."""
-    return {root[n] for n in escaping} | set(escaping)
 
 
 def in_place_updates(
@@ -134,7 +130,7 @@ def in_place_updates(
     from ..ops.elementwise import expression, is_elementwise, sym
 
     position = {n: i for i, n in enumerate(order)}
-    root = _alias_roots(graph, order)
+    root = alias_roots(graph, order)
     out_roots = {root[o] for o in outputs}
     found = {}
     for var, value in updates:
