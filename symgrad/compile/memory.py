@@ -132,6 +132,10 @@ def in_place_updates(
     position = {n: i for i, n in enumerate(order)}
     root = alias_roots(graph, order)
     out_roots = {root[o] for o in outputs}
+    last_read: dict[int, int] = {}  # memory owner -> position of its last reader
+    for i, n in enumerate(order):
+        for a in graph.nx.pred[n]:
+            last_read[root[a]] = i
     found = {}
     for var, value in updates:
         data = graph.nx.nodes[value]
@@ -139,8 +143,7 @@ def in_place_updates(
             continue
         if var in out_roots or data["shape"] != graph.nx.nodes[var]["shape"]:
             continue
-        readers = [n for n in order if n != value and any(root[a] == var for a in graph.args(n))]
-        if any(position[n] > position[value] for n in readers):
+        if last_read.get(var, -1) > position[value]:
             continue
         args = graph.args(value)
         if args.count(var) != 1:
