@@ -18,6 +18,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import GraphError, ShapeError, SymgradError, format_shape, user_site
+from .storage import VariableStorage
 
 Dim = int | str
 Shape = tuple[Dim, ...]
@@ -72,6 +73,7 @@ class Graph:
         self._cons: dict[Any, int] = {}
         self._next_id = 0
         self._names: dict[str, int] = {}
+        self._storage = VariableStorage()
 
     # ---- leaves -----------------------------------------------------------------------
     def input(self, name: str, shape: Any = (), dtype: str = "float64") -> Tensor:
@@ -83,6 +85,7 @@ class Graph:
         """A value held by the graph between calls and updatable by a compiled Function."""
         with self.transaction():  # NumPy may index a Tensor found in value before failing
             value = _array(value, dtype, f"variable {name!r}")
+        value = self._storage.place(value)  # next to the variable made before it
         return self._leaf("variable", name, value.shape, value.dtype.name, {"value": value})
 
     def constant(self, value: Any, dtype: str | None = None, name: str | None = None) -> Tensor:

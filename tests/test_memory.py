@@ -26,8 +26,23 @@ def test_kernels_use_workspace_buffers_and_update_in_place():
     step = sg.compile(loss, [X, y], updates={p: p - 0.1 * d for p, d in zip(params, grads)})
     step(rng.standard_normal((4, 5)), rng.integers(0, 3, 4))
     assert "out=s" in step.source  # values computed into reused buffers
-    assert "out=w" in step.source  # parameters updated where the new value is computed
+    assert "out=p" in step.source  # the adjacent parameters updated in place by one call
     assert "[...] =" not in step.source
+
+
+def test_a_lone_parameter_is_updated_where_its_new_value_is_computed():
+    g = sg.Graph()
+    x = g.input("x", ("batch", 3))
+    W = g.variable("W", rng.standard_normal((3, 2)))
+    loss = sg.sum(sg.tanh(x @ W) ** 2)
+    step = sg.compile(loss, [x], updates={W: W - 0.1 * sg.grad(loss, W)})
+    xv, start = rng.standard_normal((4, 3)), W.value.copy()
+    array = W.value
+    step(xv)
+    assert "out=w" in step.source and "[...] =" not in step.source
+    want = start - 0.1 * sg.evaluate(sg.grad(loss, W), {x: xv, W: start})
+    assert W.value is array
+    np.testing.assert_allclose(W.value, want, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("batches", [(4, 4, 4), (3, 7, 3, 7, 3)])

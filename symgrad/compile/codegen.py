@@ -19,6 +19,7 @@ import numpy as np
 from .. import runtime
 from ..graph import Graph
 from ..ops import get_op
+from .layout import Layout, plan_layout
 from .memory import alias_roots, in_place_updates, plan_memory
 
 
@@ -197,8 +198,18 @@ def emit_program(
     folded = fold_static(graph, order, dims) if dims is not None else {}
     escaping = set(outputs) | {v for _, v in updates}
     in_place = in_place_updates(graph, order, updates, outputs) if dims is not None else {}
-    plan = plan_memory(graph, order, dims, escaping, set(folded)) if dims is not None else None
+    layout = (
+        plan_layout(graph, order, in_place, escaping, set(folded), dims, ctx.const)
+        if dims is not None
+        else Layout()
+    )
+    plan = (
+        plan_memory(graph, order, dims, escaping, set(folded) | layout.unbuffered)
+        if dims is not None
+        else None
+    )
     buffers = _buffer_views(ctx, graph, plan, dims) if plan else {}
+    slots = {n: ctx.const(a, "s") for n, a in layout.slots.items()}
     for n in order:
         data = graph.nx.nodes[n]
         op = data["op"]
@@ -215,7 +226,18 @@ def emit_program(
             continue
         spec = get_op(op)
         args = [names[a] for a in graph.args(n)]
-        if n in in_place:  # var <- var + E, added into the variable's own array
+        if n in layout.skip:  # computed by another node's statement
+            names[n] = slots.get(n, "")
+        elif n in layout.packed:  # written with its neighbours by a packed update
+            names[n] = names[in_place[n][0]]
+        elif n in layout.statements:
+            names[n] = slots.get(n) or buffers.get(n) or f"v{n}"
+            buffered = names[n] != f"v{n}"
+            body.append(f"{layout.statements[n](names, names[n], buffered)}  # %{n} {label}")
+        elif n in slots:  # into memory the layout chose
+            names[n] = slots[n]
+            body.append(f"{spec.emit_into(ctx, names[n], args, data['attrs'])}  # %{n} {label}")
+        elif n in in_place:  # var <- var + E, added into the variable's own array
             var, rest = in_place[n]
             names[n] = names[var]
             spare = [  # buffers dying here may hold the scaled step
@@ -235,6 +257,7 @@ def emit_program(
             if temps:  # a fused kernel's intermediates are dead once its value is computed
                 body.append(f"del {', '.join(temps)}")
             ctx.pending.clear()
+        body += [f"{src}  # %{n} {label}" for src in layout.after.get(n, ())]
         dead = [names[a] for a in dies_at.get(n, ()) if names[a].startswith("v")]
         if dead:  # free intermediates at their last use, so memory is reused, not grown
             body.append(f"del {', '.join(dead)}")

@@ -1,0 +1,274 @@
+"""Layout planning: values computed straight into memory laid out like the variables.
+
+Variables made one after another are adjacent (``symgrad/storage.py``). Two plans use that,
+each cutting NumPy calls, which is what small train steps are made of:
+
+- **Packed updates.** When adjacent variables are updated as ``w <- w + c * g_w`` with one
+  coefficient ``c``, each ``g_w`` is computed into a mirror buffer at its variable's offset,
+  and the whole run is updated by one ``R += c * M`` instead of one or two calls per variable.
+- **Bias in the matmul.** When a bias ``b`` is stored right after its weight ``W``, ``[W; b]``
+  is one matrix and ``h @ W + b == [h, 1] @ [W; b]``: ``h`` is computed (or copied, when it is
+  a narrow input) into a buffer whose last column holds ones, so the add disappears. If both
+  gradients sit in a packed run, ``[h, 1]^T @ dz`` writes ``[dW; db]`` in one matmul and the
+  bias gradient's sum disappears too.
+
+Buffers here are dedicated to their values (the memory plan never hands them out again), so
+the ones column and the gradients survive until they are used. Needs concrete dims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..graph import Graph
+from ..ops import get_op
+from ..ops.elementwise import is_elementwise
+from ..ops.shapes import is_float, resolve
+from ..storage import address, follows
+from .memory import alias_roots
+
+WIDE_INPUT = 2  # copy an input into a ones-column buffer only if it has <= 2x the add's columns
+# [h, 1] makes h a strided view, slower to write; that pays only while the two calls it saves
+# (the bias add and the bias gradient's sum) cost more than the work, at small sizes
+ONES_COLUMN_LIMIT = 1 << 14  # elements of [h, 1]
+
+
+@dataclass
+class Layout:
+    slots: dict[int, np.ndarray] = field(default_factory=dict)  # node -> array it is written in
+    # node -> the source replacing its own, given {node: name} and the name of its buffer or,
+    # without one, of the fresh value to assign
+    statements: dict[int, Callable[[dict, str, bool], str]] = field(default_factory=dict)
+    skip: set[int] = field(default_factory=set)  # nodes another node's statement computes
+    after: dict[int, list[str]] = field(default_factory=dict)  # node -> statements to follow it
+    packed: set[int] = field(default_factory=set)  # update values written by a packed update
+    const: Callable[[np.ndarray, str], str] | None = None  # names an array for the source
+
+    @property
+    def unbuffered(self) -> set[int]:
+        """Nodes the memory plan must not give a workspace buffer."""
+        return set(self.slots) | self.skip
+
+
+def plan_layout(
+    graph: Graph,
+    order: list[int],
+    in_place: dict[int, tuple[int, object]],
+    escaping: set[int],
+    folded: set[int],
+    dims: dict,
+    const: Callable[[np.ndarray, str], str],
+) -> Layout:
+    """The layout plan of one shape specialization. ``in_place`` is ``in_place_updates``:
+    {update value: (variable, the added expression over the value's arguments)}; ``const``
+    names an array in the kernel's namespace."""
+    layout = Layout(const=const)
+    root = alias_roots(graph, order)  # memory a value handed out views is handed out too
+    escaping = set(escaping) | {root[n] for n in escaping}
+    position = {n: i for i, n in enumerate(order)}
+    grads = _packed_updates(graph, order, in_place, escaping, folded, layout, position)
+    _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, position)
+    return layout
+
+
+# ---- packed updates -------------------------------------------------------------------------
+def _packed_updates(graph, order, in_place, escaping, folded, layout, position) -> dict:
+    """Plan the packed runs; returns {variable: its gradient node} for the packed ones."""
+    from ..ops.elementwise import sym
+
+    nodes = graph.nx.nodes
+    groups: dict[tuple, list] = {}  # (dtype, coefficient) -> [(address, var, value, grad)]
+    for value, (var, rest) in in_place.items():
+        sign = -1 if rest.could_extract_minus_sign() else 1
+        c, g = (sign * rest).as_coeff_Mul()
+        c = sign * float(c)
+        args = graph.args(value)
+        held = [a for i, a in enumerate(args) if g == sym(i)]
+        if not held or not _writable_into(graph, held[0], escaping, folded):
+            continue
+        grad = held[0]
+        if list(graph.nx.succ[grad]) != [value] or len(graph.nx.pred[value][grad]) != 1:
+            continue  # the gradient has readers besides its update
+        if nodes[grad]["shape"] != nodes[var]["shape"]:
+            continue
+        array = nodes[var]["attrs"]["value"]
+        groups.setdefault((array.dtype.str, c), []).append((address(array), var, value, grad))
+    grads = {}
+    for (_, c), members in groups.items():
+        members.sort()
+        for run in _runs(graph, members):
+            if len(run) > 1:
+                _pack(graph, run, c, layout, position)
+                grads.update((var, grad) for _, var, _, grad in run)
+    return grads
+
+
+def _runs(graph, members):
+    """Split members (sorted by address) into runs of variables adjacent in memory."""
+    run = []
+    for m in members:
+        prev = graph.nx.nodes[run[-1][1]]["attrs"]["value"] if run else None
+        if run and not follows(prev, graph.nx.nodes[m[1]]["attrs"]["value"]):
+            yield run
+            run = []
+        run.append(m)
+    if run:
+        yield run
+
+
+def _pack(graph, run, c: float, layout: Layout, position) -> None:
+    nodes = graph.nx.nodes
+    arrays = [nodes[var]["attrs"]["value"] for _, var, _, _ in run]
+    region = _region(arrays)
+    if region is None:
+        return
+    mirror = np.empty(region.size, region.dtype)
+    offset = 0
+    for (_, _, value, grad), array in zip(run, arrays):
+        layout.slots[grad] = mirror[offset : offset + array.size].reshape(array.shape)
+        layout.packed.add(value)
+        offset += array.size
+    r, m = layout.const(region, "p"), layout.const(mirror, "g")
+    ufunc = "np.subtract" if c < 0 else "np.add"
+    scale = "" if abs(c) == 1 else f"np.multiply({m}, {abs(c)!r}, out={m}); "
+    last = max((value for _, _, value, _ in run), key=position.__getitem__)
+    layout.after.setdefault(last, []).append(f"{scale}{ufunc}({r}, {m}, out={r})")
+
+
+def _region(arrays: list[np.ndarray]) -> np.ndarray | None:
+    """One 1-D array over the adjacent ``arrays``, viewing the memory they live in."""
+    base = arrays[0].base if arrays[0].base is not None else arrays[0]
+    if base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    start = (address(arrays[0]) - address(base)) // base.itemsize
+    return base[start : start + sum(a.size for a in arrays)]
+
+
+def _writable_into(graph, n: int, escaping: set[int], folded: set[int]) -> bool:
+    """Whether node n's op can compute it into an array the layout chooses."""
+    data = graph.nx.nodes[n]
+    spec = get_op(data["op"])
+    return (
+        spec.emit_into is not None
+        and not spec.is_view
+        and n not in escaping
+        and n not in folded
+        and data["op"] not in ("input", "variable", "constant")
+        and spec.extra.get("into_ok", lambda attrs: True)(data["attrs"])
+        and (not is_elementwise(data["op"]) or is_float(data["dtype"]))
+    )
+
+
+# ---- bias in the matmul ---------------------------------------------------------------------
+def _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, position) -> None:
+    nodes = graph.nx.nodes
+    ones: dict[int, tuple[str, str, str]] = {}  # h -> names of [h, 1], its transpose, its h
+    for n in order:
+        found = _biased_matmul(graph, n, escaping)
+        if found is None:
+            continue
+        mm, h, W, b = found
+        k, m = nodes[W]["shape"]
+        if h not in ones:
+            batch = resolve(nodes[h]["shape"], dims)[0]
+            if batch * (k + 1) > ONES_COLUMN_LIMIT:
+                continue
+            if nodes[h]["op"] == "input":
+                if k > WIDE_INPUT * m:
+                    continue  # copying the input costs more than the add it saves
+            elif not (
+                is_elementwise(nodes[h]["op"]) and _writable_into(graph, h, escaping, folded)
+            ):
+                continue
+            if h in layout.slots:
+                continue
+            aug = np.empty((batch, k + 1), nodes[h]["dtype"])
+            aug[:, k] = 1
+            names = (
+                layout.const(aug, "h"),
+                layout.const(aug.T, "h"),
+                layout.const(aug[:, :k], "h"),
+            )
+            ones[h] = names
+            if nodes[h]["op"] != "input":
+                layout.slots[h] = aug[:, :k]  # computed there: no copy
+        aug, aug_t, part = ones[h]
+        W_b = layout.const(_stacked(nodes[W]["attrs"]["value"], nodes[b]["attrs"]["value"]), "wb")
+        copy = nodes[h]["op"] == "input"
+        layout.statements[n] = _biased_statement(aug, W_b, part if copy else None, h)
+        layout.skip.add(mm)
+        _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, position[n], position)
+
+
+def _biased_statement(aug: str, W_b: str, part: str | None, h: int):
+    def statement(names: dict, out: str, buffered: bool) -> str:
+        copy = f"np.copyto({part}, {names[h]}); " if part else ""
+        if not buffered:
+            return f"{copy}{out} = np.matmul({aug}, {W_b})"
+        return f"{copy}np.matmul({aug}, {W_b}, out={out})"
+
+    return statement
+
+
+def _biased_matmul(graph, n: int, escaping: set[int]):
+    """(matmul, h, W, b) when node n is ``add(matmul(h, W), b)`` with b stored after W."""
+    nodes = graph.nx.nodes
+    if nodes[n]["op"] != "add" or not is_float(nodes[n]["dtype"]):
+        return None
+    args = graph.args(n)
+    for mm, b in (args, args[::-1]):
+        if nodes[mm]["op"] != "matmul" or nodes[b]["op"] != "variable" or mm in escaping:
+            continue
+        h, W = graph.args(mm)
+        if nodes[W]["op"] != "variable" or len(nodes[W]["shape"]) != 2:
+            continue
+        if len(nodes[h]["shape"]) != 2 or nodes[b]["shape"] != nodes[W]["shape"][1:]:
+            continue
+        if list(graph.nx.succ[mm]) != [n] or len(graph.nx.pred[n][mm]) != 1:
+            continue
+        if not follows(nodes[W]["attrs"]["value"], nodes[b]["attrs"]["value"]):
+            continue
+        if not nodes[h]["dtype"] == nodes[W]["dtype"] == nodes[n]["dtype"]:
+            continue
+        return mm, h, W, b
+    return None
+
+
+def _stacked(W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The (k + 1, m) matrix [W; b] over W's and b's own memory."""
+    return _region([W, b]).reshape(W.shape[0] + 1, W.shape[1])
+
+
+def _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, filled, position) -> None:
+    """dW = h^T @ dz and db = sum(dz, 0), adjacent in a packed run, as one [h, 1]^T @ dz
+    (when it runs after ``filled``, where the [h, 1] buffer is written)."""
+    nodes = graph.nx.nodes
+    gW, gb = grads.get(W), grads.get(b)
+    if gW is None or gb is None or nodes[gW]["op"] != "matmul" or nodes[gb]["op"] != "sum":
+        return
+    if position[gW] < filled:
+        return
+    t, dz = graph.args(gW)
+    if (
+        nodes[t]["op"] != "transpose"
+        or graph.args(t) != [h]
+        or tuple(nodes[t]["attrs"]["axes"]) != (1, 0)
+    ):
+        return
+    if graph.args(gb) != [dz] or tuple(nodes[gb]["attrs"]["axis"]) != (0,):
+        return
+    if nodes[gb]["attrs"]["keepdims"]:
+        return
+    gW_slot, gb_slot = layout.slots[gW], layout.slots[gb]
+    if not follows(gW_slot, gb_slot):
+        return
+    both = layout.const(_stacked(gW_slot, gb_slot), "gwb")
+    layout.statements[gW] = lambda names, out, buffered: (
+        f"np.matmul({aug_t}, {names[dz]}, out={both})"
+    )
+    layout.skip.add(gb)
+    if list(graph.nx.succ[t]) == [gW]:
+        layout.skip.add(t)  # the statement reads [h, 1]^T instead

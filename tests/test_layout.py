@@ -1,0 +1,201 @@
+"""Variable storage and layout plans: packed updates and biases folded into matmuls compute
+exactly what the reference evaluator does, and fall back cleanly when they do not apply."""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.storage import CHUNK, follows
+
+rng = np.random.default_rng(5)
+
+
+def mlp(sizes, dtype="float64", order="Wb"):
+    """A ReLU MLP with softmax cross-entropy; ``order`` "bW" makes each bias before its W."""
+    g = sg.Graph()
+    X = g.input("X", ("batch", sizes[0]), dtype)
+    y = g.input("y", ("batch",), "int64")
+    params = []
+    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+        made = {
+            "W": lambda: g.variable(f"W{i}", rng.standard_normal((m, n)) / np.sqrt(m), dtype),
+            "b": lambda: g.variable(f"b{i}", 0.1 * rng.standard_normal(n), dtype),
+        }
+        W, b = [made[k]() for k in order][:: 1 if order == "Wb" else -1]
+        params += [W, b]
+    h = X
+    for i in range(0, len(params), 2):
+        h = h @ params[i] + params[i + 1]
+        if i + 2 < len(params):
+            h = sg.relu(h)
+    loss = sg.cross_entropy(h, y).mean()
+    return g, X, y, params, loss
+
+
+def replay(params, loss, X, y, batches, lrs):
+    """Parameters after SGD steps computed from the evaluator's gradients, in NumPy."""
+    values = [p.value.copy() for p in params]
+    grads = sg.grad(loss, params)
+    for Xv, yv in batches:
+        ds = sg.evaluate(grads, {X: Xv, y: yv, **dict(zip(params, values))})
+        values = [v - lr * d for v, lr, d in zip(values, lrs, ds)]
+    return values
+
+
+def batches(sizes, counts):
+    return [(rng.standard_normal((b, sizes[0])), rng.integers(0, sizes[-1], b)) for b in counts]
+
+
+def train(sizes, lrs=None, order="Wb", counts=(4, 7, 4, 7), dtype="float64"):
+    g, X, y, params, loss = mlp(sizes, dtype, order)
+    lrs = lrs or [0.1] * len(params)
+    grads = sg.grad(loss, params)
+    step = sg.compile(loss, [X, y], updates={p: p - lr * d for p, lr, d in zip(params, lrs, grads)})
+    data = [(Xv.astype(dtype), yv) for Xv, yv in batches(sizes, counts)]
+    want = replay(params, loss, X, y, data, lrs)
+    for Xv, yv in data:
+        step(Xv, yv)
+    return step, params, want
+
+
+def test_variables_made_one_after_another_are_adjacent_copies():
+    g = sg.Graph()
+    w0 = np.ones((3, 4))
+    W, b = g.variable("W", w0), g.variable("b", np.zeros(4))
+    s = g.variable("s", np.float32(2))  # another dtype: another chunk
+    assert follows(W.value, b.value)
+    w0[...] = 7  # the graph holds a copy
+    np.testing.assert_array_equal(W.value, np.ones((3, 4)))
+    assert s.value.shape == () and s.value.dtype == np.float32 and s.value == 2
+    big = g.variable("big", np.zeros(CHUNK + 1))  # a chunk of its own, with room after it
+    after = g.variable("after", np.arange(5.0))
+    assert follows(big.value, after.value)
+    np.testing.assert_array_equal(after.value, np.arange(5.0))
+
+
+@pytest.mark.parametrize("sizes", [(2, 16, 2), (5, 8, 6, 3)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_packed_updates_and_biases_in_matmuls_match_the_evaluator(sizes, dtype):
+    step, params, want = train(sizes, dtype=dtype)
+    source = step.source
+    assert "out=p" in source  # every parameter in one packed update
+    assert source.count("np.subtract(") == 1
+    assert "np.copyto(" in source  # the narrow input copied beside a ones column
+    assert "np.add(" not in source  # every bias add rides in its matmul
+    assert "np.add.reduce(s" not in source  # ...and every bias gradient
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    for p, w in zip(params, want):
+        np.testing.assert_allclose(p.value, w, rtol=tol, atol=tol)
+
+
+def test_forward_values_of_a_biased_matmul_with_and_without_the_layout():
+    g, X, y, params, loss = mlp((3, 5, 4))
+    h = sg.relu(X @ params[0] + params[1])
+    logits = h @ params[2] + params[3]
+    fn = sg.compile(logits, [X])
+    for b in (2, 6, 2):
+        Xv = rng.standard_normal((b, 3))
+        want = np.maximum(Xv @ params[0].value + params[1].value, 0)
+        want = want @ params[2].value + params[3].value
+        np.testing.assert_allclose(fn(Xv), want, rtol=1e-13)
+        np.testing.assert_allclose(fn(Xv), sg.evaluate(logits, {X: Xv}), rtol=1e-13)
+    assert "np.add(" not in fn.source
+
+
+def test_biases_made_before_their_weights_fall_back_to_adds():
+    step, params, want = train((2, 16, 2), order="bW")
+    assert "np.add(" in step.source and "np.copyto(" not in step.source
+    for p, w in zip(params, want):
+        np.testing.assert_allclose(p.value, w, rtol=1e-12, atol=1e-14)
+
+
+def test_different_learning_rates_split_the_packed_runs():
+    lrs = [0.1, 0.1, 0.05, 0.05]
+    step, params, want = train((2, 16, 2), lrs=lrs)
+    assert step.source.count("out=p") == 2  # one run per learning rate
+    for p, w in zip(params, want):
+        np.testing.assert_allclose(p.value, w, rtol=1e-12, atol=1e-14)
+
+
+def test_a_frozen_variable_between_updated_ones_is_left_alone():
+    g, X, y, params, loss = mlp((2, 16, 2))
+    frozen = params[1].value.copy()
+    train_params = [params[0], params[2], params[3]]
+    grads = sg.grad(loss, train_params)
+    step = sg.compile(loss, [X, y], updates={p: p - 0.1 * d for p, d in zip(train_params, grads)})
+    data = batches((2, 16, 2), (4, 4, 3))
+    want = replay(train_params, loss, X, y, data, [0.1] * 3)
+    for Xv, yv in data:
+        step(Xv, yv)
+    np.testing.assert_array_equal(params[1].value, frozen)
+    for p, w in zip(train_params, want):
+        np.testing.assert_allclose(p.value, w, rtol=1e-12, atol=1e-14)
+
+
+def test_gradients_and_activations_that_are_outputs_are_not_packed_away():
+    g, X, y, params, loss = mlp((2, 16, 2))
+    hidden = sg.relu(X @ params[0] + params[1])
+    grads = sg.grad(loss, params)
+    step = sg.compile(
+        [loss, hidden, grads[0], grads[1]],
+        [X, y],
+        updates={p: p - 0.1 * d for p, d in zip(params, grads)},
+    )
+    Xv, yv = batches((2, 16, 2), (5,))[0]
+    start = [p.value.copy() for p in params]
+    want = sg.evaluate([loss, hidden, grads[0], grads[1]], {X: Xv, y: yv})
+    got = step(Xv, yv)
+    for a, w in zip(got, want):
+        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-14)
+    ds = sg.evaluate(grads, {X: Xv, y: yv, **dict(zip(params, start))})
+    for p, s, d in zip(params, start, ds):
+        np.testing.assert_allclose(p.value, s - 0.1 * d, rtol=1e-12, atol=1e-14)
+
+
+def test_a_wide_input_is_not_copied():
+    g, X, y, params, loss = mlp((40, 4, 3))
+    grads = sg.grad(loss, params)
+    step = sg.compile(loss, [X, y], updates={p: p - 0.1 * d for p, d in zip(params, grads)})
+    data = batches((40, 4, 3), (6, 6))
+    want = replay(params, loss, X, y, data, [0.1] * 4)
+    for Xv, yv in data:
+        step(Xv, yv)
+    assert "np.copyto(" not in step.source
+    for p, w in zip(params, want):
+        np.testing.assert_allclose(p.value, w, rtol=1e-12, atol=1e-14)
+
+
+def test_a_view_of_a_pinned_activation_handed_out_is_not_overwritten_later():
+    g, X, y, params, loss = mlp((2, 16, 2))
+    hidden = sg.relu(X @ params[0] + params[1])
+    fn = sg.compile([hidden.T, *sg.grad(loss, params)], [X, y])
+    first, second = batches((2, 16, 2), (4, 4))
+    kept = fn(*first)[0]
+    want = sg.evaluate(hidden.T, {X: first[0]})
+    fn(*second)
+    assert "np.maximum(" in fn.source
+    np.testing.assert_allclose(kept, want, rtol=1e-13)
+
+
+def test_a_gradient_that_does_not_wait_for_the_forward_matmul_is_still_right():
+    # the loss is linear, so dW = X^T @ ones needs no forward value and may run first
+    g = sg.Graph()
+    X = g.input("X", ("batch", 2))
+    W, b = g.variable("W", rng.standard_normal((2, 6))), g.variable("b", rng.standard_normal(6))
+    loss = sg.sum(X @ W + b)
+    dW, db = sg.grad(loss, [W, b])
+    step = sg.compile(loss, [X], updates={W: W - 0.1 * dW, b: b - 0.1 * db})
+    for batch in (3, 5, 3):
+        Xv = rng.standard_normal((batch, 2))
+        W0, b0 = W.value.copy(), b.value.copy()
+        np.testing.assert_allclose(step(Xv), np.sum(Xv @ W0 + b0), rtol=1e-12)
+        np.testing.assert_allclose(W.value, W0 - 0.1 * Xv.sum(0)[:, None], rtol=1e-12)
+        np.testing.assert_allclose(b.value, b0 - 0.1 * batch, rtol=1e-12)
+
+
+def test_big_activations_keep_the_plain_bias_add():
+    step, params, want = train((3, 16, 2), counts=(2000, 2000))
+    assert "np.add(" in step.source  # [h, 1] would be 2000 x 17: the strided writes cost more
+    assert "np.copyto(" in step.source  # the first layer's [X, 1] is small enough
+    for p, w in zip(params, want):
+        np.testing.assert_allclose(p.value, w, rtol=1e-11, atol=1e-13)
