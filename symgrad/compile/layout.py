@@ -34,6 +34,9 @@ WIDE_INPUT = 2  # copy an input into a ones-column buffer only if it has <= 2x t
 # [h, 1] makes h a strided view, slower to write; that pays only while the two calls it saves
 # (the bias add and the bias gradient's sum) cost more than the work, at small sizes
 ONES_COLUMN_LIMIT = 1 << 14  # elements of [h, 1]
+# a packed gradient keeps a buffer of its own; a big one is updated alone, where the call
+# saved is nothing next to the work and its buffer can be shared with other values
+PACK_LIMIT = 1 << 15  # elements of one variable
 
 
 @dataclass
@@ -95,6 +98,8 @@ def _packed_updates(graph, order, in_place, escaping, folded, layout, position) 
         if nodes[grad]["shape"] != nodes[var]["shape"]:
             continue
         array = nodes[var]["attrs"]["value"]
+        if array.size > PACK_LIMIT:
+            continue
         groups.setdefault((array.dtype.str, c), []).append((address(array), var, value, grad))
     grads = {}
     for (_, c), members in groups.items():
