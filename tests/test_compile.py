@@ -129,6 +129,181 @@ def test_fully_concrete_function_has_one_kernel():
     assert len(fn._kernels) == 1
 
 
+# ---- the fast argument check -----------------------------------------------------------------
+# A call whose arguments are all ndarrays of exactly the declared dtype and shape skips the full
+# check; anything else must still go through it (converted, or rejected naming the input).
+def test_same_shapes_but_another_dtype_is_rejected_after_a_cached_call():
+    g, X, y, params, loss, grads = mlp()
+    fn = sg.compile(loss, inputs=[X, y])
+    xv, yv = batch_data(5)
+    want = numpy_mlp_loss(xv, yv, *[p.value for p in params])
+    np.testing.assert_allclose(fn(xv, yv), want, rtol=1e-12)
+
+    def bad():
+        return fn(xv.astype("float32"), yv)
+
+    with pytest.raises(sg.InputError) as info:
+        bad()
+    text = str(info.value)
+    assert "'X'" in text and "float64" in text and "float32" in text
+    assert f"{__file__}:{bad.__code__.co_firstlineno + 1}" in text  # the call's own line
+    with pytest.raises(sg.InputError, match=r"'y'.*int64.*int32"):
+        fn(xv, yv.astype("int32"))
+    # lists are converted to the declared dtype, as before
+    np.testing.assert_allclose(fn(xv.tolist(), yv.tolist()), want, rtol=1e-12)
+    assert len(fn._kernels) == 1
+
+
+def test_a_symbolic_dim_bound_to_two_sizes_is_rejected_even_when_both_are_cached():
+    g = sg.Graph()
+    a = g.input("a", shape=("batch", 3))
+    b = g.input("b", shape=("batch",))
+    fn = sg.compile(a * sg.reshape(b, ("batch", 1)), inputs=[a, b])
+    for n in (4, 5):
+        out = fn(np.ones((n, 3)), np.arange(float(n)))
+        np.testing.assert_array_equal(out, np.ones((n, 3)) * np.arange(float(n))[:, None])
+    assert len(fn._kernels) == 2
+    for n, m in ((4, 5), (5, 4)):
+        with pytest.raises(sg.InputError) as info:
+            fn(np.ones((n, 3)), np.ones(m))
+        text = str(info.value)
+        assert "'b'" in text and "'batch'" in text and str(n) in text and str(m) in text
+        assert f"{__file__}:" in text
+    assert len(fn._kernels) == 2
+
+
+def test_a_symbolic_dim_repeated_in_one_input():
+    g = sg.Graph()
+    A = g.input("A", shape=("n", "n"))
+    v = g.input("v", shape=("n",))
+    fn = sg.compile(A @ v, inputs=[A, v])
+    Av = np.arange(9.0).reshape(3, 3)
+    np.testing.assert_allclose(fn(Av, np.ones(3)), Av @ np.ones(3))
+    np.testing.assert_allclose(fn(Av, np.arange(3.0)), Av @ np.arange(3.0))
+    assert len(fn._kernels) == 1
+    with pytest.raises(sg.InputError, match=r"'A'.*'n'.*(3, 4)"):
+        fn(np.ones((3, 4)), np.ones(3))
+    with pytest.raises(sg.InputError, match=r"'v'.*'n'"):
+        fn(Av, np.ones(4))
+
+
+def test_a_0d_input():
+    g = sg.Graph()
+    s = g.input("s", shape=())
+    x = g.input("x", shape=(3,))
+    fn = sg.compile(s * x, inputs=[s, x])
+    xv = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(fn(np.array(2.0), xv), 2.0 * xv)
+    np.testing.assert_array_equal(fn(np.array(-1.5), xv), -1.5 * xv)  # cached
+    np.testing.assert_array_equal(fn(np.float64(3.0), xv), 3.0 * xv)  # a NumPy scalar
+    np.testing.assert_array_equal(fn(4, xv), 4.0 * xv)  # a Python int takes float64
+    assert len(fn._kernels) == 1
+    with pytest.raises(sg.InputError, match=r"'s'.*expected shape \(\), got \(1,\)"):
+        fn(np.ones(1), xv)
+    with pytest.raises(sg.InputError, match=r"'s'.*float64.*int64"):
+        fn(np.array(2), xv)
+    with pytest.raises(sg.InputError, match=r"takes 2 arguments.*got 3"):
+        fn(np.array(2.0), xv, xv)
+    with pytest.raises(sg.InputError, match=r"takes 2 arguments.*got 1"):
+        fn(np.array(2.0))
+
+
+def test_non_contiguous_arrays_give_the_right_values():
+    g, X, y, params, loss, grads = mlp()
+    fn = sg.compile([loss, *grads], inputs=[X, y])
+    xv, yv = batch_data(6)
+    want = fn(xv, yv)
+    wide = np.zeros((12, 8))
+    wide[::2, ::2] = xv
+    strided, fortran = wide[::2, ::2], np.asfortranarray(xv)
+    labels = np.repeat(yv, 2)[::2]
+    assert not strided.flags.c_contiguous and not labels.flags.c_contiguous
+    for xs, ys in ((strided, labels), (fortran, yv), (xv.T.copy().T, labels)):
+        got = fn(xs, ys)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(wide[::2, ::2], xv)  # the inputs are left as they were
+    assert len(fn._kernels) == 1
+
+
+class Tagged(np.ndarray):
+    """An ndarray subclass: operations on it return Tagged too."""
+
+
+def test_ndarray_subclasses_are_converted_to_plain_arrays():
+    g = sg.Graph()
+    x = g.input("x", shape=("n", 2))
+    fn = sg.compile(x * 2.0 + 1.0, inputs=[x])
+    xv = np.arange(6.0).reshape(3, 2)
+    plain = fn(xv)
+    assert type(plain) is np.ndarray
+    tagged = fn(xv.view(Tagged))
+    assert type(tagged) is np.ndarray
+    np.testing.assert_array_equal(tagged, xv * 2.0 + 1.0)
+    masked = fn(np.ma.masked_array(xv, mask=np.eye(3, 2, dtype=bool)))
+    assert type(masked) is np.ndarray
+    np.testing.assert_array_equal(masked, xv * 2.0 + 1.0)
+    # not an ndarray itself, so converted like a list: float32 takes float64 (same kind)
+    cast = fn(xv.astype("float32").view(Tagged))
+    assert type(cast) is np.ndarray and cast.dtype == np.float64
+    np.testing.assert_array_equal(cast, xv * 2.0 + 1.0)
+    with pytest.raises(sg.InputError, match=r"'x'.*\(n, 2\).*\(2, 3\)"):
+        fn(xv.T.view(Tagged))
+    assert len(fn._kernels) == 1
+
+
+def test_equal_dtypes_pass_and_unequal_byte_orders_are_rejected():
+    g = sg.Graph()
+    x = g.input("x", shape=(3,))
+    fn = sg.compile(sg.sum(x * x), inputs=[x])
+    xv = np.array([1.0, 2.0, 3.0])
+    assert fn(xv) == 14.0
+    tagged_dtype = np.empty(3, dtype=np.dtype("f8", metadata={"unit": "m"}))
+    tagged_dtype[...] = xv
+    assert tagged_dtype.dtype is not np.dtype("float64")
+    assert fn(tagged_dtype) == 14.0
+    with pytest.raises(sg.InputError, match=r"'x'.*float64.*>f8"):
+        fn(xv.astype(">f8"))
+
+
+def test_a_kernel_failing_on_a_cached_call_names_the_node():
+    g = sg.Graph()
+    x = g.input("x", shape=(2, 3))
+    i = g.input("i", shape=(2,), dtype="int64")
+    fn = sg.compile(x[0][i], [x, i])
+    xv = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(fn(xv, np.array([2, 0])), [2.0, 0.0])
+    with pytest.raises(sg.InputError) as info:
+        fn(xv, np.array([0, 5]))  # the fast path: same shapes and dtypes, bad data
+    text = str(info.value)
+    assert "getitem" in text and "'i'" in text and "out of" in text and f"{__file__}:" in text
+    assert isinstance(info.value.__cause__, IndexError)
+    np.testing.assert_array_equal(fn(xv, np.array([1, 1])), [1.0, 1.0])
+
+
+def test_source_and_workspace_follow_the_specialization_called_last():
+    g, X, y, params, loss, grads = mlp()
+    fn = sg.compile([loss, *grads], inputs=[X, y])
+    fn(*batch_data(5))
+    src5, bytes5 = fn.source, fn.workspace_bytes
+    fn(*batch_data(8))
+    src8, bytes8 = fn.source, fn.workspace_bytes
+    assert bytes5 < bytes8  # buffers sized for the batch
+    fn(*batch_data(5, seed=3))  # a cached specialization
+    assert (fn.source, fn.workspace_bytes) == (src5, bytes5)
+    fn(*batch_data(8, seed=3))
+    assert (fn.source, fn.workspace_bytes) == (src8, bytes8)
+
+
+def test_a_function_of_no_inputs_on_the_fast_path():
+    g = sg.Graph()
+    W = g.variable("W", np.array([1.0, 2.0]))
+    fn = sg.compile(sg.sum(W * W), inputs=[])
+    assert fn() == 5.0 and fn() == 5.0
+    with pytest.raises(sg.InputError, match="takes 0 arguments"):
+        fn(np.ones(2))
+
+
 # ---- output conventions ----------------------------------------------------------------------
 def test_one_tensor_gives_one_array_and_a_list_gives_a_tuple():
     g = sg.Graph()
@@ -320,6 +495,21 @@ def test_names_from_networkx_never_become_source():
     fn = sg.compile(g.imported[EVIL + "1"], [g.imported[EVIL]])
     np.testing.assert_allclose(fn(np.array([0.0, 1.0])), np.exp([0.0, 1.0]))
     assert_clean(fn.source)
+
+
+def test_names_and_dims_never_become_source_of_the_argument_check():
+    g = sg.Graph()
+    x = g.input(EVIL, shape=(EVIL + "n", 2))
+    y = g.input(EVIL + "y", shape=(EVIL + "n",), dtype="int64")
+    fn = sg.compile(sg.sum(x) + sg.sum(y), [x, y])
+    assert fn(np.ones((3, 2)), np.arange(3)) == 9.0
+    assert fn(np.ones((4, 2)), np.arange(4)) == 14.0
+    check = fn._fast_key.__code__.co_filename
+    source = "".join(linecache.getlines(check))
+    assert source.startswith("def ")
+    assert_clean(source)
+    with pytest.raises(sg.InputError, match="pwned"):  # the messages still name them
+        fn(np.ones((3, 2)), np.arange(4))
 
 
 def test_a_weird_elementwise_name_never_becomes_source():

@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import InputError, format_shape
 from ..graph import Graph
 from ..ops.shapes import resolve
+from .codegen import Program
 
 
 def check_argument(
@@ -68,6 +69,45 @@ def check_argument(
                 f"(dim {i} is {got}, expected {want})",
             )
     return arr
+
+
+def make_fast_key(inputs: list[tuple[tuple, np.dtype]]):
+    """A function ``fast_key(args)`` for inputs of these (shape, dtype): the kernel cache key
+    (the sizes of the symbolic dims, in the order ``check_argument`` binds them) when every
+    argument is an ndarray of exactly its input's dtype and shape, else None.
+
+    It is straight-line code generated for these inputs (no loop over specs per call); any
+    other argument (a list, a subclass, another dtype or shape, a symbolic dim bound to two
+    sizes, a wrong count) gives None and goes through ``check_argument``. Dtypes are passed in
+    its namespace; the source holds only generated names and integer sizes.
+    """
+    n = len(inputs)
+    names = [f"a{i}" for i in range(n)]
+    lines = ["def fast_key(args):", f"    if len(args) != {n}:", "        return None"]
+    if n:
+        lines.append(f"    {', '.join(names)}{',' if n == 1 else ''} = args")
+    namespace: dict = {"nd": np.ndarray}
+    bound: dict[str, str] = {}  # symbolic dim -> where its size was first read
+    for i, (shape, dtype) in enumerate(inputs):
+        namespace[f"t{i}"] = np.dtype(dtype)
+        lines += [
+            f"    if type(a{i}) is not nd or ((t := a{i}.dtype) is not t{i} and t != t{i}):",
+            "        return None",
+            f"    s{i} = a{i}.shape",
+        ]
+        tests = [f"len(s{i}) != {len(shape)}"]
+        for j, d in enumerate(shape):
+            if not isinstance(d, str):
+                tests.append(f"s{i}[{j}] != {int(d)!r}")
+            elif d in bound:
+                tests.append(f"s{i}[{j}] != {bound[d]}")
+            else:
+                bound[d] = f"s{i}[{j}]"
+        lines += [f"    if {' or '.join(tests)}:", "        return None"]
+    key = ", ".join(bound.values())
+    lines.append(f"    return ({key}{',' if len(bound) == 1 else ''})")
+    source = "\n".join(lines) + "\n"
+    return Program(source, namespace, fn_name="fast_key").build()
 
 
 def _fail(graph: Graph, node: int, where, message: str):

@@ -10,7 +10,7 @@ from ..autodiff.sweep import ancestors
 from ..errors import GraphError, InputError, ShapeError, format_shape, user_site
 from ..graph import Tensor
 from ..rewrite import optimize
-from .arguments import check_argument, run_failure
+from .arguments import check_argument, make_fast_key, run_failure
 from .codegen import emit_program, node_of_line
 
 
@@ -79,18 +79,14 @@ class Function:
         self.rewrites = rewrites
         self._prog = optimize(graph, roots + [x.node for x in inputs], rewrites)
         self.rewrite_log = self._prog.log
-        self._kernels: dict = {}
+        self._kernels: dict = {}  # sizes of the symbolic dims -> (kernel, source, workspace)
         self._last = None
-        # (ndim, dtype, concrete dims, symbolic dims) of each input, for the fast check
-        self._specs = [
-            (
-                len(x.shape),
-                np.dtype(x.dtype),
-                tuple((i, d) for i, d in enumerate(x.shape) if not isinstance(d, str)),
-                tuple((i, d) for i, d in enumerate(x.shape) if isinstance(d, str)),
-            )
-            for x in inputs
-        ]
+        # the symbolic dims in the order the arguments bind them (the cache key's order)
+        self._dim_names = list(
+            dict.fromkeys(d for x in inputs for d in x.shape if isinstance(d, str))
+        )
+        # the cache key of a call whose arguments are all exactly right, else None
+        self._fast_key = make_fast_key([(x.shape, x.dtype) for x in inputs])
 
     def _program(self, dims):
         m = self._prog.mapping
@@ -105,7 +101,7 @@ class Function:
         )
 
     def _kernel(self, dims: dict):
-        key = tuple(dims.items())  # bound in argument order, so equal shapes give equal keys
+        key = tuple(dims.values())  # bound in argument order, so equal shapes give equal keys
         hit = self._kernels.get(key)
         if hit is None:
             program = self._program(dims)
@@ -133,10 +129,24 @@ class Function:
         return self._program(None).source
 
     def __call__(self, *args):
-        hit = self._kernels.get(self._fast_key(args))
-        if hit is not None:  # every argument already an array of the declared dtype and shape
-            self._last = hit
-            return self._run(hit[0], args, None)
+        # the common call: every argument already an array of the declared dtype and shape
+        key = self._fast_key(args)
+        hit = self._kernels.get(key)
+        if hit is None:
+            return self._checked_call(args)
+        self._last = hit
+        kernel = hit[0]
+        try:
+            return kernel(*args)
+        except (ValueError, IndexError) as e:
+            failure = self._run_failure(e, kernel, dict(zip(self._dim_names, key)))
+            if failure is None:
+                raise
+            raise failure from e
+
+    def _checked_call(self, args):
+        """The call through the full check of every argument, which converts what it can and
+        raises an error naming the input and the user's call site for what it cannot."""
         if len(args) != len(self.inputs):
             where = user_site()
             wanted = "; ".join(self.graph.describe(x.node) for x in self.inputs) or "none"
@@ -155,35 +165,24 @@ class Function:
         ]
         return self._run(self._kernel(dims), arrays, dims)
 
-    def _run(self, kernel, arrays, dims: dict | None):
+    def _run(self, kernel, arrays, dims: dict | None = None):
         try:
             return kernel(*arrays)
         except (ValueError, IndexError) as e:
-            node = self._failed_node(e, kernel)
-            if node is None:
+            if dims is None:
+                dims = dict(zip(self._dim_names, self._fast_key(tuple(arrays)) or ()))
+            failure = self._run_failure(e, kernel, dims)
+            if failure is None:
                 raise
-            dims = dict(self._fast_key(arrays) or ()) if dims is None else dims
-            raise run_failure(self._prog.graph, node, dims, e, user_site()) from e
+            raise failure from e
 
-    def _fast_key(self, args) -> tuple | None:
-        """The kernel cache key when every argument is an ndarray of exactly the declared
-        dtype and shape (the common case, checked in one cheap pass), else None."""
-        if len(args) != len(self._specs):
+    def _run_failure(self, error: Exception, kernel, dims: dict) -> InputError | None:
+        """The InputError naming the node whose line of ``kernel`` raised ``error`` (None
+        when no line of the kernel did)."""
+        node = self._failed_node(error, kernel)
+        if node is None:
             return None
-        dims: dict = {}
-        for (ndim, dtype, fixed, named), a in zip(self._specs, args):
-            if type(a) is not np.ndarray or (a.dtype is not dtype and a.dtype != dtype):
-                return None
-            shape = a.shape
-            if len(shape) != ndim:
-                return None
-            for i, d in fixed:
-                if shape[i] != d:
-                    return None
-            for i, name in named:
-                if dims.setdefault(name, shape[i]) != shape[i]:
-                    return None
-        return tuple(dims.items())
+        return run_failure(self._prog.graph, node, dims, error, user_site())
 
     def _failed_node(self, error: Exception, kernel) -> int | None:
         """The node whose line of the kernel raised ``error``."""
