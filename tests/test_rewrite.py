@@ -111,6 +111,14 @@ def xent_gradient_and_value_case(g):
     return [loss, sg.grad(loss.mean(), z)], [z, y], [zv * 30, yv]
 
 
+def xent_weighted_gradient_case(g):
+    z, zv = _x(g, (4, 3))
+    y, yv = _labels(g)
+    w = g.input("w", (4,))
+    loss = sg.sum(sg.cross_entropy(z, y) * w)
+    return [loss, sg.grad(loss, z)], [z, y, w], [zv, yv, RNG.uniform(0.5, 2.0, 4)]
+
+
 def scatter_concat_case(g):
     x, xv = _x(g, (10,))
     parts = [x[0:3], x[3:7], x[7:10]]
@@ -179,6 +187,7 @@ CASES = {
     "softmax_minus_one_hot": xent_gradient_case,
     "scatter_concat": scatter_concat_case,
     "share_logsumexp": xent_gradient_and_value_case,
+    "scale_softmax_minus_one_hot": xent_weighted_gradient_case,
     "fuse_elementwise": with_grad(lambda x, g: sg.tanh(x * x + 1.0) * sg.sigmoid(x)),
     "merge": merge_case,
     "dead_code": unary_case(lambda x, g: sg.tanh(x) * 1.0),

@@ -52,6 +52,9 @@ register(
         ),
         impl=lambda a, at: np.asarray(runtime.logsumexp(a[0], at["axis"], at["keepdims"])),
         emit=lambda ctx, a, at: f"rt.logsumexp({a[0]}, {at['axis']!r}, {at['keepdims']!r})",
+        emit_into=lambda ctx, out, a, at: (
+            f"rt.logsumexp({a[0]}, {at['axis']!r}, {at['keepdims']!r}, {out})"
+        ),
     )
 )
 
@@ -144,14 +147,26 @@ register(
 )
 
 
+def residual_parts(args, attrs) -> tuple:
+    """(logits, labels, logsumexp or None, scale or None) of a softmax_minus_one_hot node's
+    arguments (node ids, types or arrays): the scale comes last when ``attrs["scaled"]``."""
+    z, y, *rest = args
+    scale = rest.pop() if attrs.get("scaled") else None
+    return z, y, (rest[0] if rest else None), scale
+
+
 def _infer_one_hot_residual(types, attrs):
-    z, y, *lse = types
+    z, y, lse, scale = residual_parts(types, attrs)
     if not compatible(y.shape, z.shape[:-1]) or not np.issubdtype(np.dtype(y.dtype), np.integer):
         raise ShapeError(
             f"labels {format_shape(y.shape)} {y.dtype} do not fit logits {format_shape(z.shape)}"
         )
-    if lse and (not compatible(lse[0].shape, z.shape[:-1]) or lse[0].dtype != z.dtype):
-        raise ShapeError(f"logsumexp {format_shape(lse[0].shape)} does not fit the logits")
+    if lse is not None and (not compatible(lse.shape, z.shape[:-1]) or lse.dtype != z.dtype):
+        raise ShapeError(f"logsumexp {format_shape(lse.shape)} does not fit the logits")
+    if scale is not None:
+        per_row = not scale.shape or compatible(scale.shape, tuple(z.shape[:-1]) + (1,))
+        if not per_row or scale.dtype != z.dtype:
+            raise ShapeError(f"scale {format_shape(scale.shape)} is not one value or one per row")
     return z.shape, z.dtype
 
 
@@ -193,16 +208,25 @@ def _xent_jvp(node, tangents):
 OPS["cross_entropy"].vjp, OPS["cross_entropy"].jvp = _xent_vjp, _xent_jvp
 
 
+def _residual_call(args, attrs, out=None) -> str:
+    z, y, lse, scale = residual_parts(args, attrs)
+    extra = {"lse": lse, "scale": scale, "out": out}
+    keywords = "".join(f", {k}={v}" for k, v in extra.items() if v is not None)
+    return f"rt.softmax_minus_one_hot({z}, {y}{keywords})"
+
+
 # softmax(z) - one_hot(y) in one pass: what the cross-entropy gradient computes; made by a
 # rewrite of compiled graphs (after differentiation), so it needs no derivative of its own
-# (an optional third argument is the logits' logsumexp, when the forward pass has it)
+# (optional arguments: the logits' logsumexp, when the forward pass has it, and a scale, the
+# cotangent of the losses, when ``scaled``)
 register(
     Op(
         "softmax_minus_one_hot",
         infer=_infer_one_hot_residual,
-        impl=lambda a, at: runtime.softmax_minus_one_hot(*a),
-        emit=lambda ctx, a, at: f"rt.softmax_minus_one_hot({', '.join(a)})",
-        arity=(2, 3),
+        impl=lambda a, at: runtime.softmax_minus_one_hot(*residual_parts(a, at)),
+        emit=lambda ctx, a, at: _residual_call(a, at),
+        emit_into=lambda ctx, out, a, at: _residual_call(a, at, out),
+        arity=(2, 4),
         differentiable=False,
     )
 )
@@ -213,15 +237,21 @@ register(
         infer=lambda types, at: (_infer_one_hot_residual(types, at)[0][:-1], types[0].dtype),
         impl=lambda a, at: np.asarray(runtime.cross_entropy_from_lse(*a)),
         emit=lambda ctx, a, at: f"rt.cross_entropy_from_lse({', '.join(a)})",
+        emit_into=lambda ctx, out, a, at: f"rt.cross_entropy_from_lse({', '.join(a)}, {out})",
         arity=(3, 3),
         differentiable=False,
     )
 )
 
 
-def softmax_minus_one_hot(logits: Tensor, labels: Tensor, lse: Tensor | None = None) -> Tensor:
-    args = [logits, labels] + ([] if lse is None else [lse])
-    return logits.graph.apply("softmax_minus_one_hot", args)
+def softmax_minus_one_hot(
+    logits: Tensor, labels: Tensor, lse: Tensor | None = None, scale: Tensor | None = None
+) -> Tensor:
+    """scale * (softmax(logits) - one_hot(labels)) in one op; ``lse`` is the logits'
+    logsumexp if known, ``scale`` one value or one per row (shape (..., 1))."""
+    args = [logits, labels] + [t for t in (lse, scale) if t is not None]
+    attrs = {"scaled": True} if scale is not None else {}
+    return logits.graph.apply("softmax_minus_one_hot", args, attrs)
 
 
 def cross_entropy_from_lse(logits: Tensor, labels: Tensor, lse: Tensor) -> Tensor:

@@ -71,8 +71,8 @@ def _emit(name: str, ctx, x: str, attrs: dict, out: str | None) -> str:
         return call
     # the mean divides by the number of reduced elements, read off the argument's shape
     count = " * ".join(f"{x}.shape[{a}]" for a in axes) or "1"
-    if out is None:
-        return f"np.true_divide({call}, {count})"
+    if out is None:  # the operator: NumPy's scalar division when the sum is one number
+        return f"{call} / ({count})" if len(axes) > 1 else f"{call} / {count}"
     return f"{call}; np.true_divide({out}, {count}, out={out})"
 
 

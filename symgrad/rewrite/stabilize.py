@@ -273,8 +273,8 @@ def _sibling(rw: Rewriter, z: int, y: int, *ops_: str) -> int | None:
 def share_logsumexp(rw: Rewriter, n: int):
     """A cross-entropy and its gradient on the same logits: both from one logsumexp (the
     gradient is then exp(z - lse) - one_hot, with no second max and sum)."""
-    z, y, *lse = rw.args(n)
-    if lse or len(rw.shape(z)) < 1:
+    z, y, lse, scale = ops.nn.residual_parts(rw.args(n), rw.attrs(n))
+    if lse is not None or len(rw.shape(z)) < 1:
         return None
     if rw.op(n) == "cross_entropy":
         # its gradient reads the softmax of the same logits (or already the fused residual)
@@ -286,7 +286,48 @@ def share_logsumexp(rw: Rewriter, n: int):
     if _sibling(rw, z, y, "cross_entropy", "cross_entropy_from_lse") is None:
         return None
     shared = ops.logsumexp(rw.t(z), -1)
-    return fit(rw, ops.nn.softmax_minus_one_hot(rw.t(z), rw.t(y), shared), n)
+    scale = None if scale is None else rw.t(scale)
+    return fit(rw, ops.nn.softmax_minus_one_hot(rw.t(z), rw.t(y), shared, scale), n)
+
+
+@rewrite("scale_softmax_minus_one_hot", "simplify", "mul")
+def scale_softmax_minus_one_hot(rw: Rewriter, n: int):
+    """w * (softmax(z) - one_hot(y)) -> the fused op scaled by w, for w one value or one per
+    row (the cross-entropy's cotangent, 1/batch for a mean loss): the scaling is done in the
+    op's own pass over its result instead of a pass of its own."""
+    if rw.expr(n) != PRODUCT:
+        return None
+    a, b = rw.args(n)
+    for r, w in ((a, b), (b, a)):
+        if rw.op(r) != "softmax_minus_one_hot" or rw.attrs(r).get("scaled") or rw.uses(r) != 1:
+            continue
+        scale = _row_scale(rw, w, rw.shape(r)) if rw.dtype(w) == rw.dtype(r) else None
+        if scale is None:
+            continue
+        z, y, lse, _ = ops.nn.residual_parts(rw.args(r), rw.attrs(r))
+        lse = None if lse is None else rw.t(lse)
+        return fit(rw, ops.nn.softmax_minus_one_hot(rw.t(z), rw.t(y), lse, scale), n)
+    return None
+
+
+def _row_scale(rw: Rewriter, w: int, shape: tuple):
+    """``w`` as one value (0-d) or one per row (shape[:-1] + (1,)), or None if it is neither."""
+    value = uniform(rw, w)
+    if value is not None:  # a constant: the one value as a scalar constant
+        return full(rw, value, (), rw.dtype(w))
+    one = _one_value(rw, w)
+    if one is not None:
+        return ops.reshape(rw.t(one), ()) if rw.shape(one) else rw.t(one)
+    return rw.t(w) if rw.shape(w) == tuple(shape[:-1]) + (1,) else None
+
+
+def _one_value(rw: Rewriter, n: int) -> int | None:
+    """A node of one element that ``n`` copies everywhere (through broadcasts and reshapes)."""
+    while any(d != 1 for d in rw.shape(n)):
+        if rw.op(n) not in ("broadcast_to", "reshape"):
+            return None
+        n = rw.args(n)[0]
+    return n
 
 
 @rewrite("sum_one_hot", "simplify", "sum")

@@ -1,0 +1,233 @@
+"""The softmax cross-entropy head of a training step: the runtime helpers at extreme inputs
+(each path of logsumexp), the gradient fused with its scale, and the compiled head against the
+reference evaluator and the stable formulas."""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import runtime as rt
+
+RNG = np.random.default_rng(0)
+DTYPES = ["float32", "float64"]
+# (shape, axis): one logaddexp reduce (few elements), the class axis reduced first (short
+# last axis), and reduced along rows (long last axis, another axis, several axes)
+LSE_CASES = [
+    ((4, 3), (1,)),
+    ((64, 10), (1,)),
+    ((4, 8, 5), (2,)),
+    ((8, 40), (1,)),
+    ((64, 10), (0,)),
+    ((4, 8, 5), (0, 2)),
+]
+
+
+def tol(dtype) -> float:
+    """A few rounding errors of ``dtype``: a logsumexp is within them."""
+    return 8 * float(np.finfo(dtype).eps)
+
+
+def exp_tol(dtype) -> float:
+    """exp(z - lse) for logits of tens: the rounding of z - lse, magnified by exp."""
+    return 1e-5 if dtype == "float32" else 1e-12
+
+
+def reference_lse(x, axis, keepdims=False):
+    return np.logaddexp.reduce(x.astype(np.float64), axis=axis, keepdims=keepdims)
+
+
+def reference_residual(z, y, scale=1.0):
+    """scale * (softmax(z) - one_hot(y)) over the last axis, in float64."""
+    z = z.astype(np.float64)
+    p = np.exp(z - reference_lse(z, -1, True))
+    return np.asarray(scale) * (p - np.eye(z.shape[-1])[y])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, axis", LSE_CASES)
+def test_logsumexp_matches_the_stable_reference_on_every_path(shape, axis, dtype):
+    x = (RNG.standard_normal(shape) * 30).astype(dtype)
+    for keepdims in (False, True):
+        got = rt.logsumexp(x, axis, keepdims)
+        assert got.dtype == x.dtype
+        want = reference_lse(x, axis, keepdims)
+        np.testing.assert_allclose(got, want, rtol=tol(dtype), atol=tol(dtype))
+        out = np.empty_like(got)
+        assert rt.logsumexp(x, axis, keepdims, out) is out
+        np.testing.assert_array_equal(out, got)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3), (64, 10), (8, 40)])
+def test_logsumexp_extreme_rows(shape, dtype):
+    x = RNG.standard_normal(shape).astype(dtype)
+    x[0] = -np.inf  # exp underflows everywhere: -inf, not nan
+    x[1, 0] = np.inf  # overflows: +inf, not nan
+    x[2] = 1000.0  # exp overflows without the shift
+    x[2, 1] = -1000.0
+    x[3, 0] = -np.inf  # one impossible class
+    with np.errstate(divide="ignore"):
+        got = rt.logsumexp(x, (1,), False)
+    assert got[0] == -np.inf and got[1] == np.inf
+    np.testing.assert_allclose(got[2:], reference_lse(x[2:], 1), rtol=tol(dtype))
+
+
+def test_logsumexp_of_integers_is_float64():
+    x = np.arange(12).reshape(3, 4)
+    np.testing.assert_allclose(rt.logsumexp(x, -1, False), reference_lse(x, -1), rtol=1e-15)
+
+
+def test_row_indices_are_cached_and_read_only():
+    rows = rt.row_indices(5)
+    assert rows is rt.row_indices(5) and not rows.flags.writeable
+    np.testing.assert_array_equal(rows, np.arange(5))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3), (64, 10), (2, 4, 3), (3,)])
+def test_softmax_minus_one_hot_with_and_without_its_parts(shape, dtype):
+    z = (RNG.standard_normal(shape) * 30).astype(dtype)
+    y = RNG.integers(0, shape[-1], shape[:-1])
+    lse = rt.logsumexp(z, -1, False)
+    per_row = RNG.uniform(0.5, 2.0, shape[:-1] + (1,)).astype(dtype)
+    for scale in (None, np.asarray(0.25, dtype), per_row):
+        want = reference_residual(z, y, 1.0 if scale is None else scale)
+        for given in (None, lse):
+            got = rt.softmax_minus_one_hot(z, y, given, scale)
+            assert got.dtype == z.dtype and got.shape == z.shape
+            np.testing.assert_allclose(got, want, rtol=exp_tol(dtype), atol=exp_tol(dtype))
+            out = np.empty_like(z)
+            assert rt.softmax_minus_one_hot(z, y, given, scale, out) is out
+            np.testing.assert_array_equal(out, got)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_head_is_finite_at_extreme_logits(dtype):
+    z = np.array(
+        [[1000.0, -1000.0, 0.0], [-np.inf, 1000.0, -1000.0], [0.0, -np.inf, 1e-30], [5, 5, 5]],
+        dtype=dtype,
+    )
+    y = np.array([1, 2, 0, 2])
+    lse = rt.logsumexp(z, -1, False)
+    loss = rt.cross_entropy_from_lse(z, y, lse)
+    grad = rt.softmax_minus_one_hot(z, y, lse, np.asarray(0.25, dtype))
+    assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
+    picked = z.astype(np.float64)[np.arange(4), y]
+    np.testing.assert_allclose(loss, reference_lse(z, -1) - picked, rtol=tol(dtype))
+    np.testing.assert_allclose(grad, reference_residual(z, y, 0.25), rtol=tol(dtype), atol=1e-30)
+
+
+def test_cross_entropy_from_lse_with_extra_batch_axes():
+    z = RNG.standard_normal((2, 4, 3))
+    y = RNG.integers(0, 3, (2, 4))
+    got = rt.cross_entropy_from_lse(z, y, rt.logsumexp(z, -1, False))
+    picked = np.take_along_axis(z, y[..., None], -1)[..., 0]
+    np.testing.assert_allclose(got, reference_lse(z, -1) - picked, rtol=1e-14)
+
+
+# ---- the compiled head ------------------------------------------------------------------------
+def mlp_head(dtype, classes=3, features=5):
+    """A linear layer, the mean cross-entropy, its gradients and an SGD step."""
+    g = sg.Graph()
+    X = g.input("X", ("batch", features), dtype)
+    y = g.input("y", ("batch",), "int64")
+    W = g.variable("W", RNG.standard_normal((features, classes)).astype(dtype))
+    b = g.variable("b", np.zeros(classes, dtype))
+    z = X @ W + b
+    loss = sg.cross_entropy(z, y).mean()
+    dz, dW = sg.grad(loss, [z, W])
+    return g, (X, y), (loss, dz, dW)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compiled_head_folds_the_mean_into_the_fused_gradient(dtype):
+    g, (X, y), outs = mlp_head(dtype)
+    fn = sg.compile(list(outs), [X, y])
+    Xv = RNG.standard_normal((6, 5)).astype(dtype)
+    yv = RNG.integers(0, 3, 6)
+    got = fn(Xv, yv)
+    assert fn.rewrite_log["scale_softmax_minus_one_hot"] == 1
+    assert fn.rewrite_log["share_logsumexp"] == 2
+    assert fn.source.count("rt.softmax_minus_one_hot(") == 1 and "scale=" in fn.source
+    want = sg.evaluate(list(outs), {X: Xv, y: yv})
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, b, rtol=tol(dtype), atol=tol(dtype))
+    off = sg.compile(list(outs), [X, y], rewrites={"exclude": ["scale_softmax_minus_one_hot"]})
+    assert "scale_softmax_minus_one_hot" not in off.rewrite_log
+    for a, b in zip(off(Xv, yv), want):
+        np.testing.assert_allclose(a, b, rtol=tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compiled_head_is_finite_at_extreme_logits(dtype):
+    g = sg.Graph()
+    z = g.input("z", ("batch", 3), dtype)
+    y = g.input("y", ("batch",), "int64")
+    loss = sg.cross_entropy(z, y).mean()
+    fn = sg.compile([loss, sg.grad(loss, z)], [z, y])
+    zv = np.array([[1000.0, -1000.0, 0.0], [-np.inf, 1000.0, -1000.0], [3, 3, 3]], dtype)
+    yv = np.array([1, 2, 0])
+    got_loss, got_dz = fn(zv, yv)
+    assert np.isfinite(got_loss) and np.all(np.isfinite(got_dz))
+    picked = zv.astype(np.float64)[np.arange(3), yv]
+    want_loss = np.mean(reference_lse(zv, -1) - picked)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=tol(dtype))
+    np.testing.assert_allclose(got_dz, reference_residual(zv, yv, 1 / 3), rtol=tol(dtype))
+
+
+def test_per_row_weights_are_folded_into_the_fused_gradient():
+    g = sg.Graph()
+    z = g.input("z", ("batch", 4))
+    y = g.input("y", ("batch",), "int64")
+    w = g.input("w", ("batch",))
+    loss = sg.sum(sg.cross_entropy(z, y) * w)
+    outs = [loss, sg.grad(loss, z)]
+    fn = sg.compile(outs, [z, y, w])
+    feed = [RNG.standard_normal((5, 4)) * 40, RNG.integers(0, 4, 5), RNG.uniform(-1, 1, 5)]
+    assert fn.rewrite_log["scale_softmax_minus_one_hot"] == 1
+    np.testing.assert_allclose(fn(*feed)[1], reference_residual(feed[0], feed[1], feed[2][:, None]))
+    for a, b in zip(fn(*feed), sg.evaluate(outs, dict(zip([z, y, w], feed)))):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def test_factors_of_another_shape_are_not_folded():
+    g = sg.Graph()
+    z = g.input("z", (5, 4))
+    y = g.input("y", (5,), "int64")
+    v = g.input("v", (5, 4))
+    out = sg.grad(sg.cross_entropy(z, y).sum(), z) * v  # one factor per entry, not per row
+    fn = sg.compile(out, [z, y, v])
+    assert "softmax_minus_one_hot" in fn.rewrite_log
+    assert "scale_softmax_minus_one_hot" not in fn.rewrite_log
+    feed = [RNG.standard_normal((5, 4)), RNG.integers(0, 4, 5), RNG.standard_normal((5, 4))]
+    np.testing.assert_allclose(fn(*feed), reference_residual(feed[0], feed[1]) * feed[2])
+    want = sg.evaluate([out], dict(zip([z, y, v], feed)))[0]
+    np.testing.assert_allclose(fn(*feed), want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mean_of_a_vector_rounds_as_numpy_does(dtype):
+    g = sg.Graph()
+    x = g.input("x", ("batch",), dtype)
+    fn = sg.compile(sg.mean(sg.exp(x)), [x])
+    xv = RNG.standard_normal(37).astype(dtype)
+    got = fn(xv)
+    assert got.dtype == np.dtype(dtype)
+    assert got == np.mean(np.exp(xv)) == sg.evaluate([sg.mean(sg.exp(x))], {x: xv})[0]
+
+
+def test_hessian_vector_product_through_the_head():
+    g = sg.Graph()
+    X = g.input("X", ("batch", 5))
+    y = g.input("y", ("batch",), "int64")
+    W = g.input("W", (5, 3))
+    v = g.input("v", (5, 3))
+    loss = sg.cross_entropy(X @ W, y).mean()
+    grad = sg.compile(sg.grad(loss, W), [X, y, W])
+    hvp = sg.compile(sg.hvp(loss, W, v), [X, y, W, v])
+    Xv, yv = RNG.standard_normal((6, 5)), RNG.integers(0, 3, 6)
+    Wv, vv = RNG.standard_normal((5, 3)), RNG.standard_normal((5, 3))
+    eps = 1e-5
+    numeric = (grad(Xv, yv, Wv + eps * vv) - grad(Xv, yv, Wv - eps * vv)) / (2 * eps)
+    np.testing.assert_allclose(hvp(Xv, yv, Wv, vv), numeric, rtol=1e-6, atol=1e-9)
