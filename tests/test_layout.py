@@ -208,3 +208,18 @@ def test_a_big_variable_is_updated_alone():
     assert "out=p" in source  # the small ones still packed
     for p, w in zip(params, want):
         np.testing.assert_allclose(p.value, w, rtol=1e-11, atol=1e-13)
+
+
+def test_a_biased_matmul_written_into_the_next_layers_ones_column_buffer():
+    # no activation between the layers: the first sum is itself the next layer's [h, 1]
+    g = sg.Graph()
+    X = g.input("X", ("batch", 3))
+    W0, b0 = g.variable("W0", rng.standard_normal((3, 5))), g.variable("b0", rng.standard_normal(5))
+    W1, b1 = g.variable("W1", rng.standard_normal((5, 2))), g.variable("b1", rng.standard_normal(2))
+    out = (X @ W0 + b0) @ W1 + b1
+    fn = sg.compile(out, [X])
+    for batch in (4, 2):
+        Xv = rng.standard_normal((batch, 3))
+        want = (Xv @ W0.value + b0.value) @ W1.value + b1.value
+        np.testing.assert_allclose(fn(Xv), want, rtol=1e-13)
+    assert "np.add(" not in fn.source

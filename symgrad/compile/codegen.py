@@ -31,6 +31,7 @@ class EmitContext:
         self.dims = dims  # concrete sizes of symbolic dims, or None to read them at run time
         self.dim_names: dict[str, str] = {}
         self.pending: list[tuple[str, str]] = []  # statements the current line needs first
+        self.arg_ndims: list[int] = []  # ranks of the current node's arguments
         self._temps = 0
 
     def statement(self, src: str) -> str:
@@ -226,6 +227,7 @@ def emit_program(
             continue
         spec = get_op(op)
         args = [names[a] for a in graph.args(n)]
+        ctx.arg_ndims = [len(graph.nx.nodes[a]["shape"]) for a in graph.args(n)]
         if n in layout.skip:  # computed by another node's statement
             names[n] = slots.get(n, "")
         elif n in layout.packed:  # written with its neighbours by a packed update

@@ -203,17 +203,19 @@ def _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, positio
         aug, aug_t, part = ones[h]
         W_b = layout.const(_stacked(nodes[W]["attrs"]["value"], nodes[b]["attrs"]["value"]), "wb")
         copy = nodes[h]["op"] == "input"
-        layout.statements[n] = _biased_statement(aug, W_b, part if copy else None, h)
+        layout.statements[n] = _biased_statement(aug, W_b, part if copy else None, h, n, layout)
         layout.skip.add(mm)
         _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, position[n], position)
 
 
-def _biased_statement(aug: str, W_b: str, part: str | None, h: int):
+def _biased_statement(aug: str, W_b: str, part: str | None, h: int, n: int, layout: Layout):
     def statement(names: dict, out: str, buffered: bool) -> str:
         copy = f"np.copyto({part}, {names[h]}); " if part else ""
         if not buffered:
             return f"{copy}{out} = np.matmul({aug}, {W_b})"
-        return f"{copy}np.matmul({aug}, {W_b}, out={out})"
+        if n in layout.slots:  # the next layer's [h, 1]: a strided view, which np.dot refuses
+            return f"{copy}np.matmul({aug}, {W_b}, out={out})"
+        return f"{copy}np.dot({aug}, {W_b}, {out})"
 
     return statement
 
@@ -271,9 +273,7 @@ def _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, filled, position)
     if not follows(gW_slot, gb_slot):
         return
     both = layout.const(_stacked(gW_slot, gb_slot), "gwb")
-    layout.statements[gW] = lambda names, out, buffered: (
-        f"np.matmul({aug_t}, {names[dz]}, out={both})"
-    )
+    layout.statements[gW] = lambda names, out, buffered: f"np.dot({aug_t}, {names[dz]}, {both})"
     layout.skip.add(gb)
     if list(graph.nx.succ[t]) == [gW]:
         layout.skip.add(t)  # the statement reads [h, 1]^T instead

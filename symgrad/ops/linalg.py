@@ -26,13 +26,21 @@ def _infer_matmul(types, attrs):
     return batch + (a.shape[-2], b.shape[-1]), dtype
 
 
+def _matmul_into(ctx, out: str, a: list[str]) -> str:
+    if ctx.arg_ndims == [2, 2]:
+        # the same BLAS call as np.matmul with about 0.4 us less overhead; out, a workspace
+        # buffer, is C-contiguous and of the result's dtype, as np.dot requires
+        return f"np.dot({a[0]}, {a[1]}, {out})"
+    return f"np.matmul({a[0]}, {a[1]}, out={out})"
+
+
 register(
     Op(
         "matmul",
         infer=_infer_matmul,
         impl=lambda a, at: np.matmul(a[0], a[1]),
         emit=lambda ctx, a, at: f"({a[0]} @ {a[1]})",
-        emit_into=lambda ctx, out, a, at: f"np.matmul({a[0]}, {a[1]}, out={out})",
+        emit_into=lambda ctx, out, a, at: _matmul_into(ctx, out, a),
         arity=(2, 2),
     )
 )
