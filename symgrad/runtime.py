@@ -67,9 +67,24 @@ def one_hot(labels, depth, dtype):
     return out
 
 
+def label_positions(shape, labels) -> np.ndarray:
+    """Flat positions of x[i, labels[i]] in a C-contiguous 2-D x of ``shape``; a label outside
+    [0, classes) raises. One call, and the 1-D indexing it feeds skips NumPy's general fancy
+    indexing machinery (and its few KiB of scratch memory on every call)."""
+    try:
+        return np.ravel_multi_index((row_indices(shape[0]), labels), shape)
+    except ValueError:
+        bad = labels[(labels < 0) | (labels >= shape[1])]
+        raise IndexError(
+            f"labels must lie in [0, {shape[1]}) for {shape[1]} classes; got {bad[:5].tolist()}"
+        ) from None
+
+
 def take_labels(x, labels):
     """x[..., labels] per row: the entry of the last axis picked by each integer label."""
     if x.ndim == 2:
+        if x.flags.c_contiguous:
+            return x.reshape(-1)[label_positions(x.shape, labels)]
         return x[row_indices(x.shape[0]), labels]
     return np.take_along_axis(x, labels[..., None].astype(np.intp), axis=-1)[..., 0]
 
@@ -164,20 +179,17 @@ def softmax_minus_one_hot(logits, labels, lse=None, scale=None, out=None):
     else:
         np.multiply(s, scale, out=s)
         at_labels = scale if scale.ndim == 0 else scale[..., 0]
-    if s.ndim == 2:
-        index = (row_indices(s.shape[0]), labels)
-    else:
-        index = (*np.indices(labels.shape, sparse=True), labels)
-    # one unbuffered ufunc call (a fancy read, subtract and write is three); each row's
-    # labelled entry is reached exactly once
+    if s.ndim == 2 and s.flags.c_contiguous:  # each row's labelled entry reached once
+        flat, at = s.reshape(-1), label_positions(s.shape, labels)
+        flat[at] -= at_labels
+        return s
+    index = (*np.indices(labels.shape, sparse=True), labels)
     np.subtract.at(s, index, at_labels)
     return s
 
 
 def cross_entropy_from_lse(logits, labels, lse, out=None):
     """The cross-entropy given the logits' logsumexp over the last axis."""
-    if logits.ndim == 2:
-        return np.subtract(lse, logits[row_indices(logits.shape[0]), labels], out=out)
     return np.subtract(lse, take_labels(logits, labels), out=out)
 
 

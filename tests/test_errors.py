@@ -35,6 +35,9 @@ class Env:
         self.i = g.input("i", shape=(2,), dtype="int64")
         self.fi = sg.compile(self.x[0][self.i], [self.x, self.i])
         self.fab = sg.compile(self.a * sg.reshape(self.b, ("batch", 1)), inputs=[self.a, self.b])
+        ce = sg.cross_entropy(self.x, self.labels).mean()
+        self.fce = sg.compile([ce, sg.grad(ce, self.x)], [self.x, self.labels])
+        self.fgrad = sg.compile(sg.grad(ce, self.x), [self.x, self.labels])  # no forward loss
 
 
 def site(fn) -> str:
@@ -119,6 +122,18 @@ CALL = [  # errors at compile and call time
     ("dim meets size", I, lambda e: e.fz(np.ones(4)), ["add", "'z'", "(4,)", "(3,)", "m=4"]),
     ("eval dim", I, lambda e: sg.evaluate(e.zc, {e.z: np.ones(4)}), ["add", "'z'", "(4,)", "m=4"]),
     ("index range", I, lambda e: e.fi(np.ones((2, 3)), [0, 5]), ["getitem", "'i'", "out of"]),
+    (
+        "label range",
+        I,
+        lambda e: e.fce(np.ones((2, 3)), np.array([0, 3])),
+        ["cross_entropy", "'labels'", "[0, 3)", "[3]"],
+    ),
+    (
+        "negative label",
+        I,
+        lambda e: e.fgrad(np.ones((2, 3)), np.array([-4, 1])),
+        ["softmax_minus_one_hot", "'labels'", "[0, 3)", "[-4]"],
+    ),
     ("missing input", I, lambda e: sg.compile(e.y, inputs=[]), ["'x'", "input", "(2, 3)"]),
     ("input twice", I, lambda e: sg.compile(e.y, inputs=[e.x, e.x]), ["'x'", "twice"]),
     ("not an input", I, lambda e: sg.compile(e.y, inputs=[e.y]), ["tanh", "(2, 3)", "inputs"]),
