@@ -20,7 +20,8 @@ from .. import runtime
 from ..graph import Graph
 from ..ops import get_op
 from .layout import Layout, plan_layout
-from .memory import alias_roots, in_place_updates, plan_memory
+from .memory import alias_roots, in_place_updates, plan_memory, split_coefficient
+from .scaling import fold_update_scale
 
 
 class EmitContext:
@@ -141,15 +142,14 @@ def _accumulate(var: str, rest, args: list[str], spare: list[str]) -> str:
     update allocates nothing."""
     from ..ops.elementwise import sym, to_source
 
-    ufunc = "np.subtract" if rest.could_extract_minus_sign() else "np.add"
-    rest = -rest if ufunc == "np.subtract" else rest
-    c, g = rest.as_coeff_Mul()
+    c, g = split_coefficient(rest)
+    ufunc = "np.subtract" if c < 0 else "np.add"
     held = [i for i, name in enumerate(args) if name in spare and g == sym(i)]
     if held:
         buf = args[held[0]]
-        scale = "" if c == 1 else f"np.multiply({buf}, {float(c)!r}, out={buf}); "
+        scale = "" if abs(c) == 1 else f"np.multiply({buf}, {abs(c)!r}, out={buf}); "
         return f"{scale}{ufunc}({var}, {buf}, out={var})"
-    return f"{ufunc}({var}, {to_source(rest, args)}, out={var})"
+    return f"{ufunc}({var}, {to_source(-rest if c < 0 else rest, args)}, out={var})"
 
 
 FOLD_LIMIT = 1 << 16  # elements: a bigger value is cheaper to compute than to keep
@@ -199,6 +199,7 @@ def emit_program(
     folded = fold_static(graph, order, dims) if dims is not None else {}
     escaping = set(outputs) | {v for _, v in updates}
     in_place = in_place_updates(graph, order, updates, outputs) if dims is not None else {}
+    in_place, rescaled = fold_update_scale(graph, in_place, folded, escaping)
     layout = (
         plan_layout(graph, order, in_place, escaping, set(folded), dims, ctx.const)
         if dims is not None
@@ -228,6 +229,9 @@ def emit_program(
         spec = get_op(op)
         args = [names[a] for a in graph.args(n)]
         ctx.arg_ndims = [len(graph.nx.nodes[a]["shape"]) for a in graph.args(n)]
+        if n in rescaled:  # a seed whose scale took the updates' learning rate
+            i, value = rescaled[n]
+            args[i] = ctx.const(value)
         if n in layout.skip:  # computed by another node's statement
             names[n] = slots.get(n, "")
         elif n in layout.packed:  # written with its neighbours by a packed update

@@ -28,7 +28,7 @@ from ..ops import get_op
 from ..ops.elementwise import is_elementwise
 from ..ops.shapes import is_float, resolve
 from ..storage import address, follows
-from .memory import alias_roots
+from .memory import alias_roots, split_coefficient
 
 WIDE_INPUT = 2  # copy an input into a ones-column buffer only if it has <= 2x the add's columns
 # [h, 1] makes h a strided view, slower to write; that pays only while the two calls it saves
@@ -85,9 +85,7 @@ def _packed_updates(graph, order, in_place, escaping, folded, layout, position) 
     nodes = graph.nx.nodes
     groups: dict[tuple, list] = {}  # (dtype, coefficient) -> [(address, var, value, grad)]
     for value, (var, rest) in in_place.items():
-        sign = -1 if rest.could_extract_minus_sign() else 1
-        c, g = (sign * rest).as_coeff_Mul()
-        c = sign * float(c)
+        c, g = split_coefficient(rest)
         args = graph.args(value)
         held = [a for i, a in enumerate(args) if g == sym(i)]
         if not held or not _writable_into(graph, held[0], escaping, folded):

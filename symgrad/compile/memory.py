@@ -155,3 +155,10 @@ def in_place_updates(
             continue
         found[value] = (var, rest)
     return found
+
+
+def split_coefficient(rest) -> tuple[float, object]:
+    """(c, g) with ``rest == c * g`` and c a number (1 when there is none)."""
+    sign = -1 if rest.could_extract_minus_sign() else 1
+    c, g = (sign * rest).as_coeff_Mul()
+    return sign * float(c), g
