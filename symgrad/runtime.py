@@ -93,16 +93,6 @@ def _is_last(axis, ndim: int) -> bool:
     return axis in (-1, ndim - 1, (-1,), (ndim - 1,))
 
 
-def _max_keepdims(x, axis):
-    """np.max(x, axis, keepdims=True). NumPy runs one tiny loop per row when the axis is short
-    and contiguous (the class axis of logits); over a transposed copy it is one vectorized pass
-    per class instead: 5 to 10 times faster for 10 classes, and exactly the same values."""
-    if _is_last(axis, x.ndim) and x.ndim >= 2 and x.shape[-1] <= _SHORT_AXIS and x.size >= 256:
-        columns = x.T if x.ndim == 2 else np.moveaxis(x, -1, 0)
-        return np.maximum.reduce(np.ascontiguousarray(columns), 0)[..., None]
-    return np.maximum.reduce(x, axis, keepdims=True)
-
-
 def _floating(x):
     return x if x.dtype.kind == "f" else x.astype(np.float64)
 
@@ -116,22 +106,32 @@ def logsumexp(x, axis, keepdims, out=None):
     if 0 < x.size <= _TINY and last >= 1 and (not isinstance(axis, tuple) or len(axis) == 1):
         # log(exp(a) + exp(b)) pair by pair: -inf and +inf rows come out right by themselves
         return np.logaddexp.reduce(x, axis, None, out, keepdims)
-    if not (last >= 1 and x.shape[-1] <= _SHORT_AXIS and axis in ((last,), -1, last)):
+    if not _short_last_axis(x, axis):
         return _logsumexp_rows(x, axis, keepdims, out)
-    # the class axis moved first and copied contiguous: each step is one vectorized pass per
-    # class instead of a tiny loop per row, and the copy is the workspace
-    e = x.T.copy() if last == 1 else np.moveaxis(x, -1, 0).copy()
-    lo, hi = _finite_range(e.dtype)
-    m = np.maximum.reduce(e, 0, None, None, False, lo)  # an all -inf row: a finite shift
-    np.minimum(m, hi, out=m)  # a +inf entry: inf - hi is inf, not inf - inf = nan
-    np.subtract(e, m, out=e)
-    np.exp(e, out=e)
+    e, m = _shifted_exp_by_class(x)
     s = np.add.reduce(e, 0, None, out[..., 0] if keepdims and out is not None else out)
     np.log(s, out=s)
     s += m
     if out is not None:
         return out
     return s[..., None] if keepdims else s
+
+
+def _short_last_axis(x, axis) -> bool:
+    return x.ndim >= 2 and x.shape[-1] <= _SHORT_AXIS and _is_last(axis, x.ndim)
+
+
+def _shifted_exp_by_class(x):
+    """(exp(x - m) with the last axis moved first, m): m the row maxima, clipped finite. The
+    class axis moved first and copied contiguous makes each step one vectorized pass per class
+    instead of a tiny loop per row, and the copy is the workspace."""
+    e = x.T.copy() if x.ndim == 2 else np.moveaxis(x, -1, 0).copy()
+    lo, hi = _finite_range(e.dtype)
+    m = np.maximum.reduce(e, 0, None, None, False, lo)  # an all -inf row: a finite shift
+    np.minimum(m, hi, out=m)  # a +inf entry: inf - hi is inf, not inf - inf = nan
+    np.subtract(e, m, out=e)
+    np.exp(e, out=e)
+    return e, m
 
 
 def _logsumexp_rows(x, axis, keepdims, out):
@@ -154,7 +154,16 @@ def _logsumexp_rows(x, axis, keepdims, out):
 
 def softmax(x, axis, out=None):
     """exp(x) / sum(exp(x)) over ``axis``, shifted by the max; written into ``out`` if given."""
-    e = np.subtract(_floating(x), _max_keepdims(x, axis), out=out)
+    x = _floating(x)
+    if _short_last_axis(x, axis) and x.size >= 256:
+        e, _ = _shifted_exp_by_class(x)
+        np.divide(e, np.add.reduce(e, 0), out=e)
+        back = e.T if x.ndim == 2 else np.moveaxis(e, 0, -1)
+        if out is None:
+            return np.ascontiguousarray(back)
+        np.copyto(out, back)
+        return out
+    e = np.subtract(x, np.maximum.reduce(x, axis, None, None, True), out=out)
     np.exp(e, out=e)
     e /= np.add.reduce(e, axis, None, None, True)
     return e

@@ -231,3 +231,18 @@ def test_hessian_vector_product_through_the_head():
     eps = 1e-5
     numeric = (grad(Xv, yv, Wv + eps * vv) - grad(Xv, yv, Wv - eps * vv)) / (2 * eps)
     np.testing.assert_allclose(hvp(Xv, yv, Wv, vv), numeric, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3), (64, 10), (6, 50, 5), (8, 40)])
+def test_softmax_on_every_path_with_and_without_out(shape, dtype):
+    # (64, 10) and (6, 50, 5) take the class-axis-first path, the others reduce along rows
+    x = (10 * RNG.standard_normal(shape)).astype(dtype)
+    x[0, ..., 0] = 1000  # a dominant logit: exp would overflow without the shift
+    want = np.exp(x.astype(np.float64) - reference_lse(x, -1, True))
+    got = rt.softmax(x, (x.ndim - 1,))
+    assert got.dtype == x.dtype and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=exp_tol(dtype), atol=exp_tol(dtype) * 1e-3)
+    out = np.empty_like(x)
+    assert rt.softmax(x, (x.ndim - 1,), out) is out
+    np.testing.assert_array_equal(out, got)
