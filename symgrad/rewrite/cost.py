@@ -26,6 +26,7 @@ PER_INPUT_ELEMENT = {
     "softmax": 5,  # max, subtract, exp, add, divide
     "log_softmax": 5,
     "cross_entropy": 5,
+    "softmax_minus_one_hot": 3,  # subtract the logsumexp, exp, scale (a softmax's 5 without it)
     "index_add": 1,
 }
 # op -> operations per element of its result
