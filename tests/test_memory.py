@@ -91,3 +91,26 @@ def test_an_output_viewing_an_updated_variable_keeps_the_old_value():
     _, WT = step(np.ones(3))
     np.testing.assert_array_equal(WT, old.T)
     assert not np.array_equal(W.value, old)
+
+
+def test_a_one_call_fused_kernel_writes_over_an_argument_dying_with_it():
+    import re
+
+    g = sg.Graph()
+    X, y = g.input("X", ("batch", 6)), g.input("y", ("batch",), "int64")
+    W1, b1 = g.variable("W1", rng.standard_normal((6, 8))), g.variable("b1", np.zeros(8))
+    W2, b2 = g.variable("W2", rng.standard_normal((8, 3))), g.variable("b2", np.zeros(3))
+    params = [W1, b1, W2, b2]
+    loss = sg.cross_entropy(sg.relu(X @ W1 + b1) @ W2 + b2, y).mean()
+    grads = sg.grad(loss, params)
+    step = sg.compile(loss, [X, y], updates={p: p - 0.1 * d for p, d in zip(params, grads)})
+    for b in (5, 2, 5):
+        Xv, yv = rng.standard_normal((b, 6)), rng.integers(0, 3, b)
+        start = [p.value.copy() for p in params]
+        ds = sg.evaluate(grads, {X: Xv, y: yv})
+        step(Xv, yv)
+        for p, s, d in zip(params, start, ds):
+            np.testing.assert_allclose(p.value, s - 0.1 * d, rtol=1e-12, atol=1e-14)
+    # the ReLU mask times the incoming gradient, into the buffer of one of the two
+    mask = re.search(r"np\.multiply\((s\d+), \((s\d+) > 0\), out=(s\d+)\)", step.source)
+    assert mask and mask.group(3) in mask.group(1, 2)

@@ -87,7 +87,9 @@ def plan_memory(
         )
         # a single ufunc may write over an argument dying with it; a chain of them may not
         # (a later step could read the argument after the first one overwrote it)
-        in_place = spec.extra.get("elementwise", False) and data["op"] != "expr"
+        in_place = spec.extra.get("elementwise", False) and spec.extra.get("one_call", _always)(
+            data["attrs"]
+        )
         if wanted and in_place:
             give_back(n)  # an elementwise op may write over an argument dying here
             plan.buffer[n] = take(data)

@@ -283,3 +283,6 @@ OPS["expr"].emit_into = lambda ctx, out, args, attrs: emit_into_expression(
     ctx, out, attrs["expr"], args
 )
 OPS["expr"].extra["into_ok"] = lambda attrs: into_steps(attrs["expr"]) is not None
+# one ufunc call reads its arguments before its output exists (NumPy resolves any overlap), so
+# it may write over one of them; a longer chain could read an argument it already overwrote
+OPS["expr"].extra["one_call"] = lambda attrs: len(into_steps(attrs["expr"]) or ()) == 1
