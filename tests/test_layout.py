@@ -228,3 +228,12 @@ def test_a_biased_matmul_written_into_the_next_layers_ones_column_buffer():
         want = (Xv @ W0.value + b0.value) @ W1.value + b1.value
         np.testing.assert_allclose(fn(Xv), want, rtol=1e-13)
     assert not _bias_adds(fn.source)
+
+
+def test_the_workspace_counts_the_layout_buffers_and_scratch_masks():
+    step, params, want = train((2, 16, 2), counts=(7,))
+    mirror = 82 * 8  # the packed gradients, float64
+    ones_columns = 7 * (2 + 1) * 8 + 7 * (16 + 1) * 8  # [X, 1] and [h, 1]
+    mask = 7 * 16  # the ReLU mask, bool
+    assert "out=m" in step.source  # the mask computed into its scratch array
+    assert step.workspace_bytes >= mirror + ones_columns + mask

@@ -112,5 +112,20 @@ def test_a_one_call_fused_kernel_writes_over_an_argument_dying_with_it():
         for p, s, d in zip(params, start, ds):
             np.testing.assert_allclose(p.value, s - 0.1 * d, rtol=1e-12, atol=1e-14)
     # the ReLU mask times the incoming gradient, into the buffer of one of the two
-    mask = re.search(r"np\.multiply\((s\d+), \((s\d+) > 0\), out=(s\d+)\)", step.source)
-    assert mask and mask.group(3) in mask.group(1, 2)
+    pattern = r"np\.greater\((s\d+), 0, out=(m\d+)\); np\.multiply\((s\d+), \2, out=(s\d+)\)"
+    mask = re.search(pattern, step.source)
+    assert mask and mask.group(4) in mask.group(1, 3)
+
+
+def test_masks_computed_into_scratch_arrays_keep_their_values_apart():
+    g = sg.Graph()
+    x, b, c = (g.input(name, ("n", 4)) for name in "xbc")
+    loss = sg.sum(sg.relu(b) * sg.relu(c) * x)
+    mixed = sg.grad(sg.sum(sg.grad(loss, b)), c)  # x * (b > 0) * (c > 0): two masks
+    out = sg.sum(sg.tanh(mixed) * 2.0 + mixed * mixed)
+    fn = sg.compile(out, [x, b, c])
+    for n in (3, 6, 3):
+        xv, bv, cv = rng.standard_normal((3, n, 4))
+        m = xv * (bv > 0) * (cv > 0)
+        np.testing.assert_allclose(fn(xv, bv, cv), np.sum(np.tanh(m) * 2 + m * m), rtol=1e-12)
+    assert "out=m" in fn.source

@@ -19,6 +19,7 @@ import numpy as np
 from .. import runtime
 from ..graph import Graph
 from ..ops import get_op
+from ..ops.shapes import resolve
 from .layout import Layout, plan_layout
 from .memory import alias_roots, in_place_updates, plan_memory, split_coefficient
 from .scaling import fold_update_scale
@@ -33,6 +34,8 @@ class EmitContext:
         self.dim_names: dict[str, str] = {}
         self.pending: list[tuple[str, str]] = []  # statements the current line needs first
         self.arg_ndims: list[int] = []  # ranks of the current node's arguments
+        self.node_shape: tuple | None = None  # the current node's concrete shape, if known
+        self.scratches: dict[tuple, str] = {}  # (shape, dtype) -> name of a scratch array
         self._temps = 0
 
     def statement(self, src: str) -> str:
@@ -46,6 +49,14 @@ class EmitContext:
         name = f"{hint}{len(self.namespace)}"
         self.namespace[name] = value
         return name
+
+    def scratch(self, shape: tuple, dtype, slot: int = 0) -> str:
+        """An array of ``shape`` kept by the kernel for a value that lives within one statement
+        (shared by every statement asking for the same shape, dtype and ``slot``)."""
+        key = (tuple(shape), np.dtype(dtype), slot)
+        if key not in self.scratches:
+            self.scratches[key] = self.const(np.empty(shape, dtype), "m")
+        return self.scratches[key]
 
     def literal(self, v) -> str:
         """Source for a small static value: ints and finite floats inline, the rest by name."""
@@ -118,8 +129,12 @@ def last_uses(graph: Graph, order: list[int], keep: set[int]) -> dict[int, list[
     return out
 
 
-def _workspace_bytes(ctx: EmitContext, buffers: dict[int, str]) -> int:
-    bases = {id(ctx.namespace[name].base): ctx.namespace[name].base for name in buffers.values()}
+def _workspace_bytes(ctx: EmitContext, buffers: dict[int, str], layout: Layout) -> int:
+    """Bytes of the arrays the kernel allocated for itself: the memory plan's buffers, the
+    layout's and the scratch arrays."""
+    arrays = [ctx.namespace[name] for name in buffers.values()]
+    arrays += layout.owned + [ctx.namespace[name] for name in ctx.scratches.values()]
+    bases = {id(a if a.base is None else a.base): a if a.base is None else a.base for a in arrays}
     return sum(b.nbytes for b in bases.values())
 
 
@@ -229,6 +244,7 @@ def emit_program(
         spec = get_op(op)
         args = [names[a] for a in graph.args(n)]
         ctx.arg_ndims = [len(graph.nx.nodes[a]["shape"]) for a in graph.args(n)]
+        ctx.node_shape = resolve(data["shape"], dims) if dims is not None else None
         if n in rescaled:  # a seed whose scale took the updates' learning rate
             i, value = rescaled[n]
             args[i] = ctx.const(value)
@@ -309,4 +325,4 @@ def emit_program(
     body.append(f"return {ret}")
     params = ", ".join(f"a{i}" for i in range(len(inputs)))
     source = f"def symgrad_kernel({params}):\n" + "".join(f"    {line}\n" for line in body)
-    return Program(source, ctx.namespace, workspace_bytes=_workspace_bytes(ctx, buffers))
+    return Program(source, ctx.namespace, workspace_bytes=_workspace_bytes(ctx, buffers, layout))

@@ -49,6 +49,7 @@ class Layout:
     after: dict[int, list[str]] = field(default_factory=dict)  # node -> statements to follow it
     packed: set[int] = field(default_factory=set)  # update values written by a packed update
     const: Callable[[np.ndarray, str], str] | None = None  # names an array for the source
+    owned: list[np.ndarray] = field(default_factory=list)  # buffers allocated for the kernel
 
     @property
     def unbuffered(self) -> set[int]:
@@ -129,6 +130,7 @@ def _pack(graph, run, c: float, layout: Layout, position) -> None:
     if region is None:
         return
     mirror = np.empty(region.size, region.dtype)
+    layout.owned.append(mirror)
     offset = 0
     for (_, _, value, grad), array in zip(run, arrays):
         layout.slots[grad] = mirror[offset : offset + array.size].reshape(array.shape)
@@ -189,6 +191,7 @@ def _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, positio
             if h in layout.slots:
                 continue
             aug = np.empty((batch, k + 1), nodes[h]["dtype"])
+            layout.owned.append(aug)
             aug[:, k] = 1
             names = (
                 layout.const(aug, "h"),

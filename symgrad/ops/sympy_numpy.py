@@ -497,6 +497,24 @@ def emit_into_expression(ctx, out: str, expr: sp.Expr, args: list[str]) -> str:
     """Statements computing ``expr`` on ``args`` into the array ``out`` (see into_steps)."""
     parts = []
     for ufunc, operands in into_steps(expr):
-        srcs = [out if o is None else _operand_source(ufunc, o, args) for o in operands]
+        srcs = []
+        for slot, o in enumerate(operands):
+            mask = _mask_into_scratch(ctx, ufunc, o, args, slot)
+            if mask is not None:
+                parts.append(mask[0])
+            srcs.append(out if o is None else mask[1] if mask else _operand_source(ufunc, o, args))
         parts.append(f"{ufunc}({', '.join(srcs)}, out={out})")
     return "; ".join(parts)
+
+
+def _mask_into_scratch(ctx, ufunc: str, o, args: list[str], slot: int) -> tuple | None:
+    """(the statement, the name) computing a comparison operand (a ReLU mask) into a bool
+    scratch array the kernel keeps, instead of a fresh array on every call; operands of one
+    call (``slot``) take different arrays."""
+    cond = indicator(o) if ufunc == "np.multiply" and o is not None else None
+    if cond is None or type(cond) not in RELATIONS or ctx.node_shape is None:
+        return None
+    name = ctx.scratch(ctx.node_shape, np.bool_, slot)
+    compare = f"np.{RELATIONS[type(cond)][1].__name__}"
+    lhs, rhs = to_source(cond.lhs, args), to_source(cond.rhs, args)
+    return f"{compare}({lhs}, {rhs}, out={name})", name
