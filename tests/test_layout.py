@@ -10,7 +10,7 @@ from symgrad.storage import CHUNK, follows
 rng = np.random.default_rng(5)
 
 
-def mlp(sizes, dtype="float64", order="Wb"):
+def mlp(sizes, dtype="float64", order="Wb", activation=sg.relu):
     """A ReLU MLP with softmax cross-entropy; ``order`` "bW" makes each bias before its W."""
     g = sg.Graph()
     X = g.input("X", ("batch", sizes[0]), dtype)
@@ -27,7 +27,7 @@ def mlp(sizes, dtype="float64", order="Wb"):
     for i in range(0, len(params), 2):
         h = h @ params[i] + params[i + 1]
         if i + 2 < len(params):
-            h = sg.relu(h)
+            h = activation(h)
     loss = sg.cross_entropy(h, y).mean()
     return g, X, y, params, loss
 
@@ -237,3 +237,20 @@ def test_the_workspace_counts_the_layout_buffers_and_scratch_masks():
     mask = 7 * 16  # the ReLU mask, bool
     assert "out=m" in step.source  # the mask computed into its scratch array
     assert step.workspace_bytes >= mirror + ones_columns + mask
+
+
+def test_a_bias_add_fused_with_its_activation_rides_in_the_matmul():
+    # tanh' is written on tanh's output, so the add and the tanh fuse into one chain whose
+    # first step (the bias add) becomes the matmul of [h, 1] and [W; b]
+    g, X, y, params, loss = mlp((3, 8, 6, 2), activation=sg.tanh)
+    grads = sg.grad(loss, params)
+    step = sg.compile(loss, [X, y], updates={p: p - 0.1 * d for p, d in zip(params, grads)})
+    data = batches((3, 8, 6, 2), (5, 2, 5))
+    want = replay(params, loss, X, y, data, [0.1] * 6)
+    for Xv, yv in data:
+        step(Xv, yv)
+    for p, w in zip(params, want):
+        np.testing.assert_allclose(p.value, w, rtol=1e-12, atol=1e-14)
+    chains = [line for line in step.source.splitlines() if "np.tanh(" in line]
+    assert len(chains) == 2 and all("np.matmul(h" in line or "np.dot(h" in line for line in chains)
+    assert not _bias_adds(step.source) and "np.add(s" not in step.source

@@ -255,7 +255,8 @@ def emit_program(
         elif n in layout.statements:
             names[n] = slots.get(n) or buffers.get(n) or f"v{n}"
             buffered = names[n] != f"v{n}"
-            body.append(f"{layout.statements[n](names, names[n], buffered)}  # %{n} {label}")
+            statement = layout.statements[n](ctx, names, names[n], buffered)
+            body.append(f"{statement}  # %{n} {label}")
         elif n in slots:  # into memory the layout chose
             names[n] = slots[n]
             body.append(f"{spec.emit_into(ctx, names[n], args, data['attrs'])}  # %{n} {label}")

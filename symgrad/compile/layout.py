@@ -27,6 +27,7 @@ from ..graph import Graph
 from ..ops import get_op
 from ..ops.elementwise import is_elementwise
 from ..ops.shapes import is_float, resolve
+from ..ops.sympy_numpy import emit_steps, index_of, into_steps
 from ..storage import address, follows
 from .memory import alias_roots, split_coefficient
 
@@ -175,7 +176,7 @@ def _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, positio
         found = _biased_matmul(graph, n, escaping)
         if found is None:
             continue
-        mm, h, W, b = found
+        mm, h, W, b, rest = found
         k, m = nodes[W]["shape"]
         if h not in ones:
             batch = resolve(nodes[h]["shape"], dims)[0]
@@ -204,30 +205,41 @@ def _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, positio
         aug, aug_t, part = ones[h]
         W_b = layout.const(_stacked(nodes[W]["attrs"]["value"], nodes[b]["attrs"]["value"]), "wb")
         copy = nodes[h]["op"] == "input"
-        layout.statements[n] = _biased_statement(aug, W_b, part if copy else None, h, n, layout)
+        layout.statements[n] = _biased_statement(
+            aug, W_b, part if copy else None, h, n, layout, rest, graph.args(n)
+        )
         layout.skip.add(mm)
         _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, position[n], position)
 
 
-def _biased_statement(aug: str, W_b: str, part: str | None, h: int, n: int, layout: Layout):
-    def statement(names: dict, out: str, buffered: bool) -> str:
+def _biased_statement(aug, W_b, part: str | None, h: int, n: int, layout, rest, arg_nodes):
+    """The matmul of [h, 1] and [W; b] into the node's output, then the ``rest`` of its fused
+    chain (say a ReLU) on that output."""
+
+    def statement(ctx, names: dict, out: str, buffered: bool) -> str:
         copy = f"np.copyto({part}, {names[h]}); " if part else ""
         if not buffered:
-            return f"{copy}{out} = np.matmul({aug}, {W_b})"
-        if n in layout.slots:  # the next layer's [h, 1]: a strided view, which np.dot refuses
-            return f"{copy}np.matmul({aug}, {W_b}, out={out})"
-        return f"{copy}np.dot({aug}, {W_b}, {out})"
+            head = f"{out} = np.matmul({aug}, {W_b})"
+        elif n in layout.slots:  # the next layer's [h, 1]: a strided view, which np.dot refuses
+            head = f"np.matmul({aug}, {W_b}, out={out})"
+        else:
+            head = f"np.dot({aug}, {W_b}, {out})"
+        args = [names[a] for a in arg_nodes]
+        tail = f"; {emit_steps(ctx, out, rest, args)}" if rest else ""
+        return f"{copy}{head}{tail}"
 
     return statement
 
 
 def _biased_matmul(graph, n: int, escaping: set[int]):
-    """(matmul, h, W, b) when node n is ``add(matmul(h, W), b)`` with b stored after W."""
+    """(matmul, h, W, b, the rest of the chain) when node n is ``add(matmul(h, W), b)``, or a
+    fused chain starting with that add, with b stored after W."""
     nodes = graph.nx.nodes
-    if nodes[n]["op"] != "add" or not is_float(nodes[n]["dtype"]):
+    if not is_float(nodes[n]["dtype"]):
         return None
     args = graph.args(n)
-    for mm, b in (args, args[::-1]):
+    pairs, rest = _bias_add_operands(nodes[n], args)
+    for mm, b in pairs:
         if nodes[mm]["op"] != "matmul" or nodes[b]["op"] != "variable" or mm in escaping:
             continue
         h, W = graph.args(mm)
@@ -241,8 +253,28 @@ def _biased_matmul(graph, n: int, escaping: set[int]):
             continue
         if not nodes[h]["dtype"] == nodes[W]["dtype"] == nodes[n]["dtype"]:
             continue
-        return mm, h, W, b
+        return mm, h, W, b, rest
     return None
+
+
+def _bias_add_operands(data: dict, args: list[int]) -> tuple[list, tuple]:
+    """([(matmul candidate, bias candidate)], the chain's later steps) of an add, or of a fused
+    chain whose first step adds two of its arguments that no later step reads."""
+    if data["op"] == "add":
+        return [tuple(args), tuple(args[::-1])], ()
+    if data["op"] != "expr":
+        return [], ()
+    steps = into_steps(data["attrs"]["expr"])
+    if not steps or steps[0][0] != "np.add":
+        return [], ()
+    first = steps[0][1]
+    if not all(o is not None and o.is_Symbol for o in first):
+        return [], ()
+    later = set().union(*(o.free_symbols for _, ops in steps[1:] for o in ops if o is not None))
+    if any(o in later for o in first):
+        return [], ()
+    p, q = args[index_of(first[0])], args[index_of(first[1])]
+    return [(p, q), (q, p)], steps[1:]
 
 
 def _stacked(W: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -274,7 +306,7 @@ def _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, filled, position)
     if not follows(gW_slot, gb_slot):
         return
     both = layout.const(_stacked(gW_slot, gb_slot), "gwb")
-    layout.statements[gW] = lambda names, out, buffered: f"np.dot({aug_t}, {names[dz]}, {both})"
+    layout.statements[gW] = lambda ctx, names, out, buf: f"np.dot({aug_t}, {names[dz]}, {both})"
     layout.skip.add(gb)
     if list(graph.nx.succ[t]) == [gW]:
         layout.skip.add(t)  # the statement reads [h, 1]^T instead

@@ -85,11 +85,11 @@ def plan_memory(
             and spec.extra.get("into_ok", _always)(data["attrs"])
             and (not spec.extra.get("elementwise") or is_float(data["dtype"]))
         )
-        # a single ufunc may write over an argument dying with it; a chain of them may not
-        # (a later step could read the argument after the first one overwrote it)
-        in_place = spec.extra.get("elementwise", False) and spec.extra.get("one_call", _always)(
-            data["attrs"]
-        )
+        # a single ufunc may write over an argument dying with it; a chain of them only if no
+        # later step reads an argument (it would read it overwritten)
+        in_place = spec.extra.get("elementwise", False) and spec.extra.get(
+            "reads_args_first", _always
+        )(data["attrs"])
         if wanted and in_place:
             give_back(n)  # an elementwise op may write over an argument dying here
             plan.buffer[n] = take(data)

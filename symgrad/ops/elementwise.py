@@ -283,6 +283,12 @@ OPS["expr"].emit_into = lambda ctx, out, args, attrs: emit_into_expression(
     ctx, out, attrs["expr"], args
 )
 OPS["expr"].extra["into_ok"] = lambda attrs: into_steps(attrs["expr"]) is not None
-# one ufunc call reads its arguments before its output exists (NumPy resolves any overlap), so
-# it may write over one of them; a longer chain could read an argument it already overwrote
-OPS["expr"].extra["one_call"] = lambda attrs: len(into_steps(attrs["expr"]) or ()) == 1
+OPS["expr"].extra["reads_args_first"] = lambda attrs: _reads_args_first(attrs["expr"])
+
+
+def _reads_args_first(expr: sp.Expr) -> bool:
+    """Whether the chain computing ``expr`` into its output reads the arguments only in its
+    first call: that call reads them before the output exists (NumPy resolves any overlap),
+    so the output may be an argument's memory; a later call would read it overwritten."""
+    steps = into_steps(expr) or ()
+    return all(o is None or not o.free_symbols for _, ops in steps[1:] for o in ops)

@@ -436,7 +436,21 @@ _CHAIN = (sp.Add, sp.Mul)
 
 
 def _is_spine(e) -> bool:
-    return isinstance(e, _CHAIN) or type(e) in _INTO_UNARY or (isinstance(e, sp.Pow) and e.exp == 2)
+    return (
+        isinstance(e, _CHAIN)
+        or type(e) in _INTO_UNARY
+        or (isinstance(e, sp.Pow) and e.exp == 2)
+        or _relu_argument(e) is not None
+    )
+
+
+def _relu_argument(e):
+    """a when ``e`` is max(a, 0) written as Piecewise((a, a > 0), (0, True)), else None."""
+    if isinstance(e, sp.Piecewise) and len(e.args) == 2 and e.args[1] == (0, sp.true):
+        (a, cond) = e.args[0]
+        if cond == (a > 0):
+            return a
+    return None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -446,6 +460,10 @@ def into_steps(expr: sp.Expr) -> tuple | None:
     step may build on the previous one only through the output)."""
     if not _is_spine(expr):
         return None
+    relu = _relu_argument(expr)
+    if relu is not None:  # max(a, 0) over the output so far
+        inner = into_steps(relu) if _is_spine(relu) else None
+        return (inner or ()) + (("np.maximum", (None if inner else relu, sp.S.Zero)),)
     if type(expr) in _INTO_UNARY or isinstance(expr, sp.Pow):
         (arg,) = expr.args[:1]
         ufunc = "np.square" if isinstance(expr, sp.Pow) else _INTO_UNARY[type(expr)]
@@ -495,8 +513,13 @@ def _operand_source(ufunc: str, o, args: list[str]) -> str:
 
 def emit_into_expression(ctx, out: str, expr: sp.Expr, args: list[str]) -> str:
     """Statements computing ``expr`` on ``args`` into the array ``out`` (see into_steps)."""
+    return emit_steps(ctx, out, into_steps(expr), args)
+
+
+def emit_steps(ctx, out: str, steps: tuple, args: list[str]) -> str:
+    """Statements running ``steps`` (of ``into_steps``) on ``args`` into the array ``out``."""
     parts = []
-    for ufunc, operands in into_steps(expr):
+    for ufunc, operands in steps:
         srcs = []
         for slot, o in enumerate(operands):
             mask = _mask_into_scratch(ctx, ufunc, o, args, slot)
