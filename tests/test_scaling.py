@@ -50,35 +50,29 @@ def test_sgd_updates_are_single_adds_of_prescaled_gradients():
     assert "0.05" not in step.source  # no multiply by the learning rate anywhere
 
 
-def test_a_gradient_handed_out_keeps_its_own_scale():
+def check_sgd_beside(extra):
+    """An SGD step that also returns ``extra(grads)``: that value and the parameters equal
+    the evaluator's and a NumPy replay."""
     g, X, y, params, loss = net()
     grads = sg.grad(loss, params)
+    seen = extra(grads)
     step = sg.compile(
-        [loss, grads[2]], [X, y], updates={p: p - 0.05 * d for p, d in zip(params, grads)}
+        [loss, seen], [X, y], updates={p: p - 0.05 * d for p, d in zip(params, grads)}
     )
     Xv, yv = data()
-    want_grad = sg.evaluate(grads[2], {X: Xv, y: yv})
+    want_seen = sg.evaluate(seen, {X: Xv, y: yv})
     want = sgd_replay(params, loss, X, y, Xv, yv, [0.05] * 4)
-    _, got_grad = step(Xv, yv)
-    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-12)
+    np.testing.assert_allclose(step(Xv, yv)[1], want_seen, rtol=1e-12)
     for p, w in zip(params, want):
         np.testing.assert_allclose(p.value, w, rtol=1e-12, atol=1e-14)
+
+
+def test_a_gradient_handed_out_keeps_its_own_scale():
+    check_sgd_beside(lambda grads: grads[2])
 
 
 def test_a_nonlinear_use_of_the_gradient_keeps_the_fold_off():
-    g, X, y, params, loss = net()
-    grads = sg.grad(loss, params)
-    norm = sum(sg.sum(d * d) for d in grads)
-    step = sg.compile(
-        [loss, norm], [X, y], updates={p: p - 0.05 * d for p, d in zip(params, grads)}
-    )
-    Xv, yv = data()
-    want_norm = sg.evaluate(norm, {X: Xv, y: yv})
-    want = sgd_replay(params, loss, X, y, Xv, yv, [0.05] * 4)
-    _, got_norm = step(Xv, yv)
-    np.testing.assert_allclose(got_norm, want_norm, rtol=1e-12)
-    for p, w in zip(params, want):
-        np.testing.assert_allclose(p.value, w, rtol=1e-12, atol=1e-14)
+    check_sgd_beside(lambda grads: sum(sg.sum(d * d) for d in grads))
 
 
 def test_per_parameter_learning_rates_and_weight_decay_are_not_folded():

@@ -20,7 +20,7 @@ from .. import runtime
 from ..graph import Graph
 from ..ops import get_op
 from ..ops.shapes import resolve
-from .layout import Layout, plan_layout
+from .layout import Layout, add_scaled, plan_layout
 from .memory import alias_roots, in_place_updates, plan_memory, split_coefficient
 from .scaling import fold_update_scale
 
@@ -158,12 +158,10 @@ def _accumulate(var: str, rest, args: list[str], spare: list[str]) -> str:
     from ..ops.elementwise import sym, to_source
 
     c, g = split_coefficient(rest)
-    ufunc = "np.subtract" if c < 0 else "np.add"
     held = [i for i, name in enumerate(args) if name in spare and g == sym(i)]
     if held:
-        buf = args[held[0]]
-        scale = "" if abs(c) == 1 else f"np.multiply({buf}, {abs(c)!r}, out={buf}); "
-        return f"{scale}{ufunc}({var}, {buf}, out={var})"
+        return add_scaled(var, args[held[0]], c)
+    ufunc = "np.subtract" if c < 0 else "np.add"
     return f"{ufunc}({var}, {to_source(-rest if c < 0 else rest, args)}, out={var})"
 
 

@@ -105,8 +105,7 @@ def _packed_updates(graph, order, in_place, escaping, folded, layout, position) 
     for (_, c), members in groups.items():
         members.sort()
         for run in _runs(graph, members):
-            if len(run) > 1:
-                _pack(graph, run, c, layout, position)
+            if len(run) > 1 and _pack(graph, run, c, layout, position):
                 grads.update((var, grad) for _, var, _, grad in run)
     return grads
 
@@ -124,12 +123,13 @@ def _runs(graph, members):
         yield run
 
 
-def _pack(graph, run, c: float, layout: Layout, position) -> None:
+def _pack(graph, run, c: float, layout: Layout, position) -> bool:
+    """Plan one packed run; False when its variables do not lie in one array."""
     nodes = graph.nx.nodes
     arrays = [nodes[var]["attrs"]["value"] for _, var, _, _ in run]
     region = _region(arrays)
     if region is None:
-        return
+        return False
     mirror = np.empty(region.size, region.dtype)
     layout.owned.append(mirror)
     offset = 0
@@ -138,10 +138,16 @@ def _pack(graph, run, c: float, layout: Layout, position) -> None:
         layout.packed.add(value)
         offset += array.size
     r, m = layout.const(region, "p"), layout.const(mirror, "g")
-    ufunc = "np.subtract" if c < 0 else "np.add"
-    scale = "" if abs(c) == 1 else f"np.multiply({m}, {abs(c)!r}, out={m}); "
     last = max((value for _, _, value, _ in run), key=position.__getitem__)
-    layout.after.setdefault(last, []).append(f"{scale}{ufunc}({r}, {m}, out={r})")
+    layout.after.setdefault(last, []).append(add_scaled(r, m, c))
+    return True
+
+
+def add_scaled(target: str, buf: str, c: float) -> str:
+    """Source of ``target += c * buf`` in place, scaling the spare ``buf`` first if need be."""
+    ufunc = "np.subtract" if c < 0 else "np.add"
+    scale = "" if abs(c) == 1 else f"np.multiply({buf}, {abs(c)!r}, out={buf}); "
+    return f"{scale}{ufunc}({target}, {buf}, out={target})"
 
 
 def _region(arrays: list[np.ndarray]) -> np.ndarray | None:
