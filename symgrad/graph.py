@@ -84,8 +84,8 @@ class Graph:
     def variable(self, name: str, value: Any, dtype: str | None = None) -> Tensor:
         """A value held by the graph between calls and updatable by a compiled Function."""
         with self.transaction():  # NumPy may index a Tensor found in value before failing
-            value = _array(value, dtype, f"variable {name!r}")
-        value = self._storage.place(value)  # next to the variable made before it
+            value = _array(value, dtype, f"variable {name!r}", copy=False)
+        value = self._storage.place(value)  # a copy, next to the variable made before it
         return self._leaf("variable", name, value.shape, value.dtype.name, {"value": value})
 
     def constant(self, value: Any, dtype: str | None = None, name: str | None = None) -> Tensor:
@@ -463,12 +463,13 @@ def atomic(fn: Callable) -> Callable:
     return op
 
 
-def _array(value: Any, dtype, what: str) -> np.ndarray:
-    """A fresh numeric array of ``value`` for a constant or variable."""
+def _array(value: Any, dtype, what: str, copy: bool = True) -> np.ndarray:
+    """A numeric array of ``value`` for a constant or variable (fresh unless ``copy`` is off:
+    the caller copies it anyway)."""
     if isinstance(value, Tensor):
         raise GraphError(f"{what}: the value is a symbolic Tensor, not an array; at {user_site()}")
     try:
-        value = np.array(value, dtype=dtype, copy=True)
+        value = np.array(value, dtype=dtype, copy=True) if copy else np.asarray(value, dtype)
     except (TypeError, ValueError) as e:
         raise GraphError(f"{what}: cannot make an array of it ({e}); at {user_site()}") from None
     _numeric(value.dtype, what)

@@ -29,7 +29,7 @@ from ..ops.elementwise import is_elementwise
 from ..ops.shapes import is_float, resolve
 from ..ops.sympy_numpy import emit_steps, index_of, into_steps
 from ..storage import address, follows
-from .memory import alias_roots, split_coefficient
+from .memory import alias_roots, scaled_argument
 
 WIDE_INPUT = 2  # copy an input into a ones-column buffer only if it has <= 2x the add's columns
 # [h, 1] makes h a strided view, slower to write; that pays only while the two calls it saves
@@ -82,17 +82,13 @@ def plan_layout(
 # ---- packed updates -------------------------------------------------------------------------
 def _packed_updates(graph, order, in_place, escaping, folded, layout, position) -> dict:
     """Plan the packed runs; returns {variable: its gradient node} for the packed ones."""
-    from ..ops.elementwise import sym
 
     nodes = graph.nx.nodes
     groups: dict[tuple, list] = {}  # (dtype, coefficient) -> [(address, var, value, grad)]
     for value, (var, rest) in in_place.items():
-        c, g = split_coefficient(rest)
-        args = graph.args(value)
-        held = [a for i, a in enumerate(args) if g == sym(i)]
-        if not held or not _writable_into(graph, held[0], escaping, folded):
+        c, grad = scaled_argument(graph, value, rest)
+        if grad is None or not _writable_into(graph, grad, escaping, folded):
             continue
-        grad = held[0]
         if list(graph.nx.succ[grad]) != [value] or len(graph.nx.pred[value][grad]) != 1:
             continue  # the gradient has readers besides its update
         if nodes[grad]["shape"] != nodes[var]["shape"]:

@@ -164,3 +164,13 @@ def split_coefficient(rest) -> tuple[float, object]:
     sign = -1 if rest.could_extract_minus_sign() else 1
     c, g = (sign * rest).as_coeff_Mul()
     return sign * float(c), g
+
+
+def scaled_argument(graph: Graph, value: int, rest) -> tuple[float, int | None]:
+    """(c, g) when the added expression ``rest`` of update ``value`` is c times its argument
+    g (g None otherwise)."""
+    from ..ops.elementwise import sym
+
+    c, g = split_coefficient(rest)
+    held = [a for i, a in enumerate(graph.args(value)) if g == sym(i)]
+    return c, (held[0] if held else None)

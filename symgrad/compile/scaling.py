@@ -15,7 +15,7 @@ import sympy as sp
 from ..graph import Graph, Tensor
 from ..ops.elementwise import expression, is_elementwise, sym
 from ..ops.nn import residual_parts
-from .memory import split_coefficient
+from .memory import scaled_argument, split_coefficient
 
 # ops linear in their one argument
 _LINEAR_UNARY = ("transpose", "reshape", "broadcast_to", "sum")
@@ -30,6 +30,8 @@ def fold_update_scale(
     """(the in-place updates with the coefficient taken out, {seed: (argument index, its new
     static value)}); the updates unchanged and no seed when the fold does not apply.
     ``static`` holds the values of the nodes computed once per shape specialization."""
+    if not in_place:  # no updates to fold into (a gradient or HVP function)
+        return in_place, {}
     seeds = {n: i for n in graph.nx.nodes if (i := _scale_argument(graph, n, static)) is not None}
     if not seeds:
         return in_place, {}
@@ -91,12 +93,10 @@ def _downstream(graph: Graph, seeds) -> set[int]:
 def _coefficient(graph: Graph, n: int, update, tainted: set[int]) -> float | None:
     """c when update n is ``var + c * g`` with only g computed from the seeds."""
     var, rest = update
-    args = graph.args(n)
     if var in tainted:
         return None
-    c, g = split_coefficient(rest)
-    held = [a for i, a in enumerate(args) if g == sym(i)]
-    if not held or any(a in tainted for a in args if a != held[0]):
+    c, grad = scaled_argument(graph, n, rest)
+    if grad is None or any(a in tainted for a in graph.args(n) if a != grad):
         return None
     return c
 
