@@ -197,6 +197,48 @@ def softmax_minus_one_hot(logits, labels, lse=None, scale=None, out=None):
     return s
 
 
+def softmax_cross_entropy(logits, labels, losses, grad, scale=None):
+    """The cross-entropy of each row of 2-D ``logits`` against integer ``labels`` into
+    ``losses``, and its gradient ``scale * (softmax(logits) - one_hot(labels))`` into ``grad``
+    (``scale`` as in softmax_minus_one_hot): one max, one exp and one sum for both, where the
+    separate ops compute the exp twice. ``grad`` is written once the logits are read and
+    ``losses`` last, so ``losses`` may share memory with any argument."""
+    at = label_positions(logits.shape, labels) if logits.flags.c_contiguous else None
+    picked = logits.reshape(-1).take(at) if at is not None else take_labels(logits, labels)
+    if logits.size <= _TINY:  # one logaddexp reduce, as in logsumexp
+        lse = np.logaddexp.reduce(logits, 1)
+        np.subtract(logits, lse[:, None], out=grad)
+        np.exp(grad, out=grad)
+        if scale is not None:
+            np.multiply(grad, scale, out=grad)
+    else:
+        if logits.shape[1] <= _SHORT_AXIS:  # class axis first, as in logsumexp
+            e, m = _shifted_exp_by_class(logits)
+            s = np.add.reduce(e, 0)
+        else:
+            lo, hi = _finite_range(logits.dtype)
+            m = np.maximum.reduce(logits, 1, None, None, True, lo)
+            np.minimum(m, hi, out=m)
+            e = np.subtract(logits, m, out=grad)
+            np.exp(e, out=e)
+            s = np.add.reduce(e, 1, None, None, True)
+        if scale is None:
+            e *= np.reciprocal(s)
+        else:  # a per-row scale lines up with the sums in either layout
+            e *= np.divide(scale if scale.ndim == 0 or e is grad else scale[:, 0], s)
+        if e is not grad:
+            np.copyto(grad, e.T)
+        # log(s) - (picked - m): the label's logit less the shift is exact when it is the max
+        lse, picked = np.log(s, out=s).reshape(-1), np.subtract(picked, m.reshape(-1))
+    at_labels = _one(grad.dtype) if scale is None else scale if scale.ndim == 0 else scale[:, 0]
+    if at is not None and grad.flags.c_contiguous:
+        flat = grad.reshape(-1)
+        flat[at] -= at_labels
+    else:
+        np.subtract.at(grad, (row_indices(grad.shape[0]), labels), at_labels)
+    return np.subtract(lse, picked, out=losses)
+
+
 def cross_entropy_from_lse(logits, labels, lse, out=None):
     """The cross-entropy given the logits' logsumexp over the last axis."""
     return np.subtract(lse, take_labels(logits, labels), out=out)

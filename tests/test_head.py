@@ -246,3 +246,117 @@ def test_softmax_on_every_path_with_and_without_out(shape, dtype):
     out = np.empty_like(x)
     assert rt.softmax(x, (x.ndim - 1,), out) is out
     np.testing.assert_array_equal(out, got)
+
+
+# ---- the fused head: losses and gradient from one exp ------------------------------------------
+FUSED_SHAPES = [(4, 3), (64, 10), (8, 40)]  # one logaddexp reduce, class axis first, rows
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", FUSED_SHAPES)
+def test_fused_head_matches_the_separate_ops(shape, dtype):
+    z = (RNG.standard_normal(shape) * 30).astype(dtype)
+    y = RNG.integers(0, shape[1], shape[0])
+    per_row = RNG.uniform(-2.0, 2.0, (shape[0], 1)).astype(dtype)
+    picked = z.astype(np.float64)[np.arange(shape[0]), y]
+    want_loss = reference_lse(z, -1) - picked
+    for scale in (None, np.asarray(-0.25, dtype), per_row):
+        losses, grad = np.empty(shape[0], dtype), np.empty(shape, dtype)
+        assert rt.softmax_cross_entropy(z, y, losses, grad, scale) is losses
+        np.testing.assert_allclose(losses, want_loss, rtol=tol(dtype), atol=tol(dtype) * 30)
+        want = reference_residual(z, y, 1.0 if scale is None else scale)
+        np.testing.assert_allclose(grad, want, rtol=exp_tol(dtype), atol=exp_tol(dtype))
+        # what the compiled kernel computed before, op by op
+        lse = rt.logsumexp(z, (1,), False)
+        separate = rt.cross_entropy_from_lse(z, y, lse)
+        np.testing.assert_allclose(losses, separate, rtol=tol(dtype), atol=tol(dtype) * 30)
+
+
+@pytest.mark.parametrize("shape", FUSED_SHAPES)
+def test_fused_head_may_write_over_its_arguments(shape):
+    z = RNG.standard_normal(shape) * 5
+    y = RNG.integers(0, shape[1], shape[0])
+    scale = RNG.uniform(0.5, 2.0, (shape[0], 1))
+    losses, grad = np.empty(shape[0]), np.empty(shape)
+    rt.softmax_cross_entropy(z, y, losses, grad, scale)
+    # the gradient over the logits, the losses over the per-row scale
+    z2, scale2 = z.copy(), scale.copy()
+    rt.softmax_cross_entropy(z2, y, scale2[:, 0], z2, scale2)
+    np.testing.assert_array_equal(z2, grad)
+    np.testing.assert_array_equal(scale2[:, 0], losses)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", FUSED_SHAPES)
+def test_fused_head_is_finite_at_extreme_logits(shape, dtype):
+    z = RNG.standard_normal(shape).astype(dtype)
+    z[0, 0], z[0, 1] = 1000.0, -1000.0  # exp overflows without the shift
+    z[1, :] = -1000.0
+    z[2, 1:] = -np.inf  # impossible classes
+    y = np.zeros(shape[0], dtype=np.int64)
+    y[1] = shape[1] - 1
+    losses, grad = np.empty(shape[0], dtype), np.empty(shape, dtype)
+    rt.softmax_cross_entropy(z, y, losses, grad, np.asarray(0.5, dtype))
+    assert np.all(np.isfinite(losses)) and np.all(np.isfinite(grad))
+    picked = z.astype(np.float64)[np.arange(shape[0]), y]
+    # a loss is a difference of numbers near 1000 in the reference: within their rounding
+    want_loss = reference_lse(z, -1) - picked
+    np.testing.assert_allclose(losses, want_loss, rtol=tol(dtype), atol=1000 * tol(dtype))
+    # the one-call path of a few elements computes exp(z - lse): within the rounding of
+    # logits of 1000; the shifted paths are exact to a few roundings of the result
+    near = 1000 * tol(dtype) if z.size <= 64 else tol(dtype)
+    np.testing.assert_allclose(grad, reference_residual(z, y, 0.5), rtol=near, atol=near)
+
+
+def test_fused_head_rejects_a_label_out_of_range_before_writing():
+    z = RNG.standard_normal((6, 4))
+    losses, grad = np.zeros(6), np.zeros((6, 4))
+    with pytest.raises(IndexError, match=r"\[0, 4\)"):
+        rt.softmax_cross_entropy(z, np.array([0, 1, 2, 3, 4, 0]), losses, grad)
+    assert not losses.any() and not grad.any()
+
+
+def sgd_on_head(classes, dtype="float64", features=6, hidden=8):
+    """A tanh layer, a linear layer to ``classes`` logits, the mean cross-entropy, SGD."""
+    g = sg.Graph()
+    X = g.input("X", ("batch", features), dtype)
+    y = g.input("y", ("batch",), "int64")
+    params = [
+        g.variable("W0", RNG.standard_normal((features, hidden)).astype(dtype)),
+        g.variable("b0", np.zeros(hidden, dtype)),
+        g.variable("W1", RNG.standard_normal((hidden, classes)).astype(dtype)),
+        g.variable("b1", np.zeros(classes, dtype)),
+    ]
+    loss = sg.cross_entropy(sg.tanh(X @ params[0] + params[1]) @ params[2] + params[3], y)
+    loss = loss.mean()
+    grads = sg.grad(loss, params)
+    step = sg.compile(loss, [X, y], updates={p: p - 0.1 * d for p, d in zip(params, grads)})
+    return X, y, params, loss, grads, step
+
+
+@pytest.mark.parametrize("classes", [3, 10, 40])
+def test_compiled_step_fuses_the_head_and_matches_the_evaluator(classes):
+    X, y, params, loss, grads, step = sgd_on_head(classes)
+    for batch in (5, 64, 5):  # the tiny, class-first and row paths, across two specializations
+        Xv, yv = RNG.standard_normal((batch, 6)), RNG.integers(0, classes, batch)
+        feed = {X: Xv, y: yv}
+        want_loss, *ds = sg.evaluate([loss, *grads], feed)
+        want = [p.value - 0.1 * d for p, d in zip(params, ds)]
+        np.testing.assert_allclose(step(Xv, yv), want_loss, rtol=1e-13)
+        for p, w in zip(params, want):
+            np.testing.assert_allclose(p.value, w, rtol=1e-12, atol=1e-14)
+    src = step.source
+    assert src.count("rt.softmax_cross_entropy(") == 1
+    assert "rt.logsumexp(" not in src and "rt.softmax_minus_one_hot(" not in src
+
+
+def test_compiled_head_is_not_fused_when_its_logsumexp_is_wanted_elsewhere():
+    g = sg.Graph()
+    z = g.input("z", ("batch", 4))
+    y = g.input("y", ("batch",), "int64")
+    loss = sg.cross_entropy(z, y).mean()
+    fn = sg.compile([loss, sg.grad(loss, z)], [z, y])  # the gradient leaves the kernel
+    zv, yv = RNG.standard_normal((6, 4)), RNG.integers(0, 4, 6)
+    assert "rt.softmax_cross_entropy(" not in fn.source
+    for a, b in zip(fn(zv, yv), sg.evaluate([loss, sg.grad(loss, z)], {z: zv, y: yv})):
+        np.testing.assert_allclose(a, b, rtol=1e-13)

@@ -19,7 +19,9 @@ import numpy as np
 from .. import runtime
 from ..graph import Graph
 from ..ops import get_op
+from ..ops.nn import head_call
 from ..ops.shapes import resolve
+from .head import Heads, plan_heads
 from .layout import Layout, add_scaled, plan_layout
 from .memory import alias_roots, in_place_updates, plan_memory, split_coefficient
 from .scaling import fold_update_scale
@@ -208,7 +210,6 @@ def emit_program(
     ctx = EmitContext(dims)
     names: dict[int, str] = {n: f"a{i}" for i, n in enumerate(inputs)}
     body: list[str] = []
-    dies_at = last_uses(graph, order, set(outputs) | {v for _, v in updates})
     folded = fold_static(graph, order, dims) if dims is not None else {}
     escaping = set(outputs) | {v for _, v in updates}
     in_place = in_place_updates(graph, order, updates, outputs) if dims is not None else {}
@@ -218,26 +219,31 @@ def emit_program(
         if dims is not None
         else Layout()
     )
+    fixed = set(folded) | layout.unbuffered  # take no workspace buffer
+    heads = Heads()
+    if dims is not None:
+        root = alias_roots(graph, order)
+        kept = {root[n] for n in escaping} | escaping | set(in_place)  # not in buffers
+        order, heads = plan_heads(graph, order, fixed | kept, set(folded))
+    dies_at = last_uses(graph, order, escaping)
     plan = (
-        plan_memory(graph, order, dims, escaping, set(folded) | layout.unbuffered)
-        if dims is not None
-        else None
+        plan_memory(graph, order, dims, escaping, fixed | heads.inner) if dims is not None else None
     )
     buffers = _buffer_views(ctx, graph, plan, dims) if plan else {}
     slots = {n: ctx.const(a, "s") for n, a in layout.slots.items()}
+    names.update({n: ctx.const(v) for n, v in folded.items()})  # ready wherever scheduled
+    names.update({n: "" for n in heads.inner})  # computed inside their head's call
+    names.update({loss: buffers[loss] for loss in heads.losses.values()})  # written by it
     for n in order:
         data = graph.nx.nodes[n]
         op = data["op"]
+        label = op if op.isidentifier() else "op"
+        if n in folded and any(c not in folded for c in graph.nx.succ[n]):
+            body.append(f"# %{n} {label}: {names[n]}, computed once for these shapes")
         if n in names:
             continue
         if op in ("constant", "variable"):
             names[n] = ctx.const(data["attrs"]["value"], "w" if op == "variable" else "k")
-            continue
-        label = op if op.isidentifier() else "op"
-        if n in folded:
-            names[n] = ctx.const(folded[n])
-            if any(c not in folded for c in graph.nx.succ[n]):
-                body.append(f"# %{n} {label}: {names[n]}, computed once for these shapes")
             continue
         spec = get_op(op)
         args = [names[a] for a in graph.args(n)]
@@ -255,6 +261,10 @@ def emit_program(
             buffered = names[n] != f"v{n}"
             statement = layout.statements[n](ctx, names, names[n], buffered)
             body.append(f"{statement}  # %{n} {label}")
+        elif n in heads.losses:  # the cross-entropy head: its losses and gradient in one call
+            names[n] = buffers[n]
+            call = head_call(args, data["attrs"], names[heads.losses[n]], names[n])
+            body.append(f"{call}  # %{n} {label} and %{heads.losses[n]}")
         elif n in slots:  # into memory the layout chose
             names[n] = slots[n]
             body.append(f"{spec.emit_into(ctx, names[n], args, data['attrs'])}  # %{n} {label}")

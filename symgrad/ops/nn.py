@@ -281,3 +281,11 @@ def maxout(x: Tensor, pieces: int) -> Tensor:
     if isinstance(last, str) or last % pieces:
         raise ShapeError(f"maxout: last dim {last!r} is not a multiple of {pieces}")
     return max(reshape(x, x.shape[:-1] + (last // pieces, pieces)), -1)
+
+
+def head_call(args: list[str], attrs: dict, losses: str, grad: str) -> str:
+    """Source of the fused cross-entropy head (``symgrad/compile/head.py``): given the
+    arguments of its softmax_minus_one_hot node, writes the losses and the gradient."""
+    z, y, _, scale = residual_parts(args, attrs)
+    extra = "" if scale is None else f", {scale}"
+    return f"rt.softmax_cross_entropy({z}, {y}, {losses}, {grad}{extra})"
