@@ -183,18 +183,22 @@ def softmax_minus_one_hot(logits, labels, lse=None, scale=None, out=None):
     else:
         s = np.subtract(logits, lse[..., None], out=out)
         np.exp(s, out=s)
-    if scale is None:
-        at_labels = _one(s.dtype)
-    else:
+    if scale is not None:
         np.multiply(s, scale, out=s)
-        at_labels = scale if scale.ndim == 0 else scale[..., 0]
-    if s.ndim == 2 and s.flags.c_contiguous:  # each row's labelled entry reached once
-        flat, at = s.reshape(-1), label_positions(s.shape, labels)
-        flat[at] -= at_labels
-        return s
-    index = (*np.indices(labels.shape, sparse=True), labels)
-    np.subtract.at(s, index, at_labels)
+    _subtract_at_labels(s, labels, scale)
     return s
+
+
+def _subtract_at_labels(grad, labels, scale, at=None) -> None:
+    """grad[..., labels] -= scale (1 when None; one per row if it has a trailing axis of 1),
+    in place; ``at`` the flat label positions in a C-contiguous 2-D grad, if known."""
+    step = _one(grad.dtype) if scale is None else scale if scale.ndim == 0 else scale[..., 0]
+    if grad.ndim == 2 and grad.flags.c_contiguous:  # each row's labelled entry reached once
+        flat = grad.reshape(-1)
+        flat[label_positions(grad.shape, labels) if at is None else at] -= step
+        return
+    index = (*np.indices(labels.shape, sparse=True), labels)
+    np.subtract.at(grad, index, step)
 
 
 def softmax_cross_entropy(logits, labels, losses, grad, scale=None):
@@ -230,12 +234,7 @@ def softmax_cross_entropy(logits, labels, losses, grad, scale=None):
             np.copyto(grad, e.T)
         # log(s) - (picked - m): the label's logit less the shift is exact when it is the max
         lse, picked = np.log(s, out=s).reshape(-1), np.subtract(picked, m.reshape(-1))
-    at_labels = _one(grad.dtype) if scale is None else scale if scale.ndim == 0 else scale[:, 0]
-    if at is not None and grad.flags.c_contiguous:
-        flat = grad.reshape(-1)
-        flat[at] -= at_labels
-    else:
-        np.subtract.at(grad, (row_indices(grad.shape[0]), labels), at_labels)
+    _subtract_at_labels(grad, labels, scale, at)
     return np.subtract(lse, picked, out=losses)
 
 
