@@ -360,3 +360,32 @@ def test_compiled_head_is_not_fused_when_its_logsumexp_is_wanted_elsewhere():
     assert "rt.softmax_cross_entropy(" not in fn.source
     for a, b in zip(fn(zv, yv), sg.evaluate([loss, sg.grad(loss, z)], {z: zv, y: yv})):
         np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def weighted_step(per_row_loss):
+    """SGD on sum(per_row_loss(cross-entropies, weights)) of a linear layer to 12 classes."""
+    g = sg.Graph()
+    X, y = g.input("X", ("batch", 5)), g.input("y", ("batch",), "int64")
+    w = g.input("w", ("batch",))
+    params = [g.variable("W", RNG.standard_normal((5, 12))), g.variable("b", np.zeros(12))]
+    loss = sg.sum(per_row_loss(sg.cross_entropy(X @ params[0] + params[1], y), w))
+    grads = sg.grad(loss, params)
+    step = sg.compile(loss, [X, y, w], updates={p: p - 0.1 * d for p, d in zip(params, grads)})
+    feed = [RNG.standard_normal((40, 5)), RNG.integers(0, 12, 40), RNG.uniform(-1, 1, 40)]
+    want_loss, *ds = sg.evaluate([loss, *grads], dict(zip([X, y, w], feed)))
+    want = [p.value - 0.1 * d for p, d in zip(params, ds)]
+    np.testing.assert_allclose(step(*feed), want_loss, rtol=1e-13)
+    for p, v in zip(params, want):
+        np.testing.assert_allclose(p.value, v, rtol=1e-12, atol=1e-14)
+    return step.source
+
+
+def test_a_per_row_scale_is_computed_before_the_fused_head():
+    src = weighted_step(lambda ce, w: ce * w)  # the weights reshaped: moved before the losses
+    assert src.count("rt.softmax_cross_entropy(") == 1
+    assert src.index("np.reshape(") < src.index("rt.softmax_cross_entropy(")
+
+
+def test_a_scale_read_from_the_losses_keeps_the_head_apart():
+    src = weighted_step(lambda ce, w: ce * ce * w)  # the cotangent 2 * ce * w needs the losses
+    assert "rt.softmax_cross_entropy(" not in src and "rt.softmax_minus_one_hot(" in src

@@ -33,8 +33,9 @@ def plan_heads(
 
     A head is fused when the logits are 2-D and the logsumexp over their last axis is read by
     the losses and the gradient alone, and both of those are computed into workspace buffers
-    (not ``unbuffered``: nothing escapes the kernel, no layout claims them). ``ready`` nodes
-    are computed before the kernel runs, wherever they are scheduled."""
+    (not ``unbuffered``: nothing escapes the kernel, no layout claims them). The gradient's
+    scale is computed before the losses, moved there if it does not read them; ``ready``
+    nodes are computed before the kernel runs, wherever they are scheduled."""
     heads = Heads()
     position = {n: i for i, n in enumerate(order)}
     nodes = graph.nx.nodes
@@ -54,12 +55,32 @@ def plan_heads(
         (loss,) = losses
         if graph.args(loss) != [z, y, lse] or graph.nx.number_of_edges(lse, dz) != 1:
             continue
-        # the gradient's scale must be ready where the losses are computed
-        if any(position[a] > position[loss] for a in rest[1:] if a not in ready):
+        early = _scale_cone(graph, rest[1:], loss, position, ready, unbuffered)
+        if early is None:
             continue
         heads.losses[dz] = loss
         heads.inner.add(lse)
-    for dz, loss in heads.losses.items():
-        order = [n for n in order if n != dz]
-        order.insert(order.index(loss), dz)
+        moved = set(early) | {dz}
+        order = [n for n in order if n not in moved]
+        at = order.index(loss)
+        order[at:at] = early + [dz]
+        position = {n: i for i, n in enumerate(order)}
     return order, heads
+
+
+def _scale_cone(
+    graph: Graph, scale: list[int], loss: int, position: dict, ready: set[int], fixed: set[int]
+) -> list[int] | None:
+    """The nodes scheduled after ``loss`` that computing ``scale`` needs (``ready`` ones
+    aside), in schedule order, to be moved before it; None if one of them reads the losses or
+    is ``fixed`` where it is (another plan claims it)."""
+    cone, todo = set(), [a for a in scale if position[a] >= position[loss]]
+    while todo:
+        n = todo.pop()
+        if n in cone or n in ready:
+            continue
+        if n == loss or n in fixed:
+            return None
+        cone.add(n)
+        todo += [a for a in graph.args(n) if position[a] >= position[loss]]
+    return sorted(cone, key=position.__getitem__)
