@@ -224,7 +224,8 @@ def emit_program(
     if dims is not None:
         root = alias_roots(graph, order)
         kept = {root[n] for n in escaping} | escaping | set(in_place)  # not in buffers
-        order, heads = plan_heads(graph, order, fixed | kept, set(folded))
+        claimed = fixed | kept | set(layout.statements)  # stay where they are
+        order, heads = plan_heads(graph, order, claimed, set(folded))
     dies_at = last_uses(graph, order, escaping)
     plan = (
         plan_memory(graph, order, dims, escaping, fixed | heads.inner) if dims is not None else None

@@ -39,7 +39,7 @@ def plan_heads(
     heads = Heads()
     position = {n: i for i, n in enumerate(order)}
     nodes = graph.nx.nodes
-    for dz in order:
+    for dz in list(order):  # the schedule changes as heads are fused
         if nodes[dz]["op"] != "softmax_minus_one_hot" or dz in unbuffered:
             continue
         z, y, *rest = graph.args(dz)
