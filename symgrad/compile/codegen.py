@@ -23,7 +23,13 @@ from ..ops.nn import head_call
 from ..ops.shapes import resolve
 from .head import Heads, plan_heads
 from .layout import Layout, add_scaled, plan_layout
-from .memory import alias_roots, in_place_updates, plan_memory, split_coefficient
+from .memory import (
+    alias_roots,
+    in_place_updates,
+    kept_by_caller,
+    plan_memory,
+    split_coefficient,
+)
 from .scaling import fold_update_scale
 
 
@@ -222,8 +228,7 @@ def emit_program(
     fixed = set(folded) | layout.unbuffered  # take no workspace buffer
     heads = Heads()
     if dims is not None:
-        root = alias_roots(graph, order)
-        kept = {root[n] for n in escaping} | escaping | set(in_place)  # not in buffers
+        kept = kept_by_caller(graph, order, escaping) | set(in_place)  # not in buffers
         claimed = fixed | kept | set(layout.statements)  # stay where they are
         order, heads = plan_heads(graph, order, claimed, set(folded))
     dies_at = last_uses(graph, order, escaping)

@@ -29,7 +29,7 @@ from ..ops.elementwise import is_elementwise
 from ..ops.shapes import is_float, resolve
 from ..ops.sympy_numpy import emit_steps, index_of, into_steps
 from ..storage import address, follows
-from .memory import alias_roots, scaled_argument
+from .memory import kept_by_caller, scaled_argument
 
 WIDE_INPUT = 2  # copy an input into a ones-column buffer only if it has <= 2x the add's columns
 # [h, 1] makes h a strided view, slower to write; that pays only while the two calls it saves
@@ -71,8 +71,7 @@ def plan_layout(
     {update value: (variable, the added expression over the value's arguments)}; ``const``
     names an array in the kernel's namespace."""
     layout = Layout(const=const)
-    root = alias_roots(graph, order)  # memory a value handed out views is handed out too
-    escaping = set(escaping) | {root[n] for n in escaping}
+    escaping = kept_by_caller(graph, order, escaping)
     position = {n: i for i, n in enumerate(order)}
     grads = _packed_updates(graph, order, in_place, escaping, folded, layout, position)
     _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, position)

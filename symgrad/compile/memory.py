@@ -40,8 +40,7 @@ def plan_memory(
     ``fixed`` nodes are computed ahead (constants of the kernel) and take no buffer."""
     nodes = graph.nx.nodes
     root = alias_roots(graph, order)
-    # the caller keeps escaping values and the memory they view
-    escapes = {root[n] for n in escaping} | set(escaping)
+    escapes = kept_by_caller(graph, order, escaping)
     # a buffer is free after the last reader of its value or of any view of it
     release: dict[int, list[int]] = {}
     last: dict[int, int] = {}
@@ -117,6 +116,12 @@ def alias_roots(graph: Graph, order: list[int]) -> dict[int, int]:
         else:
             root[n] = n
     return root
+
+
+def kept_by_caller(graph: Graph, order: list[int], escaping: set[int]) -> set[int]:
+    """The escaping values and the memory they view: the caller keeps both."""
+    root = alias_roots(graph, order)
+    return set(escaping) | {root[n] for n in escaping}
 
 
 def in_place_updates(
