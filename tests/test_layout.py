@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad import blas
 from symgrad.storage import CHUNK, follows
 
 rng = np.random.default_rng(5)
@@ -206,10 +207,14 @@ def test_big_activations_keep_the_plain_bias_add():
         np.testing.assert_allclose(p.value, w, rtol=1e-11, atol=1e-13)
 
 
-def test_a_big_variable_is_updated_alone():
+@pytest.mark.parametrize("gemm", [True, False])
+def test_a_big_variable_is_updated_alone(gemm, monkeypatch):
+    if not gemm:
+        monkeypatch.setattr(blas, "_gemm", lambda dtype: None)
     step, params, want = train((3, 200, 200, 2), counts=(3, 3))
     source = step.source
-    assert "out=w" in source  # W1 (40,000 elements) in place where computed
+    # W1 (40,000 elements): its gradient product added into it by BLAS, or added in place
+    assert ("gemm" in source) == gemm and ("out=w" in source) != gemm
     assert "out=p" in source  # the small ones still packed
     for p, w in zip(params, want):
         np.testing.assert_allclose(p.value, w, rtol=1e-11, atol=1e-13)

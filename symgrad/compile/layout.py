@@ -6,6 +6,8 @@ each cutting NumPy calls, which is what small train steps are made of:
 - **Packed updates.** When adjacent variables are updated as ``w <- w + c * g_w`` with one
   coefficient ``c``, each ``g_w`` is computed into a mirror buffer at its variable's offset,
   and the whole run is updated by one ``R += c * M`` instead of one or two calls per variable.
+- **Products added into variables** (``accumulate.py``): a big weight's gradient matmul
+  adds itself into the weight, through BLAS gemm.
 - **Bias in the matmul.** When a bias ``b`` is stored right after its weight ``W``, ``[W; b]``
   is one matrix and ``h @ W + b == [h, 1] @ [W; b]``: ``h`` is computed (or copied, when it is
   a narrow input) into a buffer whose last column holds ones, so the add disappears. If both
@@ -29,6 +31,7 @@ from ..ops.elementwise import is_elementwise
 from ..ops.shapes import is_float, resolve
 from ..ops.sympy_numpy import emit_steps, index_of, into_steps
 from ..storage import address, follows
+from .accumulate import plan_accumulate
 from .memory import kept_by_caller, scaled_argument
 
 WIDE_INPUT = 2  # copy an input into a ones-column buffer only if it has <= 2x the add's columns
@@ -75,6 +78,7 @@ def plan_layout(
     position = {n: i for i, n in enumerate(order)}
     grads = _packed_updates(graph, order, in_place, escaping, folded, layout, position)
     _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, position)
+    plan_accumulate(graph, order, in_place, escaping, folded, layout)
     return layout
 
 

@@ -1,0 +1,131 @@
+"""Products added into arrays through BLAS gemm (``symgrad/blas.py``) and the kernels that
+add a big weight's gradient product into the weight (``symgrad/compile/accumulate.py``)."""
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import blas
+
+rng = np.random.default_rng(11)
+needs_gemm = pytest.mark.skipif(
+    blas._gemm(np.dtype(np.float64)) is None, reason="NumPy's BLAS has no gemm reachable"
+)
+
+
+def operand(shape, transposed: bool, dtype):
+    """An array of ``shape``, stored transposed (F order) when asked."""
+    x = rng.standard_normal(shape[::-1] if transposed else shape).astype(dtype)
+    return x.T if transposed else x
+
+
+@needs_gemm
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+@pytest.mark.parametrize("alpha", [1.0, -0.05])
+def test_an_accumulator_adds_the_product_in_every_layout(dtype, ta, tb, alpha):
+    c = rng.standard_normal((7, 5)).astype(dtype)
+    a, b = operand((7, 3), ta, dtype), operand((3, 5), tb, dtype)
+    want = c.astype(np.float64) + alpha * (a.astype(np.float64) @ b.astype(np.float64))
+    acc = blas.accumulator(c, alpha)
+    assert acc is not None
+    acc(a, b)
+    acc.fix(a, b)  # the same arrays again, their layouts read once
+    acc(a, b)
+    want += alpha * (a.astype(np.float64) @ b.astype(np.float64))
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
+
+
+@needs_gemm
+@pytest.mark.parametrize(
+    "case",
+    ["strided", "another dtype", "overlaps c", "fixed then changed"],
+)
+def test_operands_blas_cannot_read_go_through_numpy(case):
+    c = rng.standard_normal((6, 4))
+    a, b = rng.standard_normal((6, 3)), rng.standard_normal((3, 4))
+    acc = blas.accumulator(c, 0.5)
+    if case == "strided":
+        a = rng.standard_normal((6, 6))[:, ::2]
+    elif case == "another dtype":
+        b = b.astype(np.float32)
+    elif case == "overlaps c":
+        a = c[:, :3]  # read while written: BLAS would see half-updated values
+    elif case == "fixed then changed":
+        acc.fix(a)
+        a = a.copy()  # another object: its layout is read again
+    want = c + 0.5 * (a.astype(np.float64) @ b.astype(np.float64))
+    acc(a, b)
+    np.testing.assert_allclose(c, want, rtol=1e-14, atol=1e-14)
+
+
+def test_no_accumulator_without_a_writable_contiguous_float_matrix():
+    assert blas.accumulator(np.zeros((4, 4))[:, ::2], 1.0) is None
+    assert blas.accumulator(np.zeros(5), 1.0) is None
+    assert blas.accumulator(np.zeros((3, 3), np.int64), 1.0) is None
+    frozen = np.zeros((3, 3))
+    frozen.flags.writeable = False
+    assert blas.accumulator(frozen, 1.0) is None
+
+
+def test_without_gemm_there_is_no_accumulator(monkeypatch):
+    monkeypatch.setattr(blas, "_gemm", lambda dtype: None)
+    assert blas.accumulator(np.zeros((3, 3)), 1.0) is None
+
+
+def regression(dtype, width=300):
+    """Least squares through one hidden ReLU layer whose input weight has 60,000 entries."""
+    g = sg.Graph()
+    X = g.input("X", ("batch", 200), dtype)
+    t = g.input("t", ("batch", 3), dtype)
+    W0 = g.variable("W0", rng.standard_normal((200, width)) / 15, dtype)
+    W1 = g.variable("W1", rng.standard_normal((width, 3)) / 15, dtype)
+    loss = (((sg.relu(X @ W0) @ W1) - t) ** 2).sum() * 0.5
+    return g, X, t, [W0, W1], loss
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("gemm", [True, False])
+def test_sgd_steps_adding_products_into_a_weight_match_the_evaluator(dtype, gemm, monkeypatch):
+    if not gemm:
+        monkeypatch.setattr(blas, "_gemm", lambda dtype: None)
+    elif blas._gemm(np.dtype(dtype)) is None:
+        pytest.skip("NumPy's BLAS has no gemm reachable")
+    g, X, t, params, loss = regression(dtype)
+    lr = 1e-3
+    grads = sg.grad(loss, params)
+    step = sg.compile(loss, [X, t], updates={p: p - lr * d for p, d in zip(params, grads)})
+    values = [p.value.copy() for p in params]
+    for batch in (8, 3, 8):  # two shape specializations, each with its own accumulator
+        Xv = rng.standard_normal((batch, 200)).astype(dtype)
+        tv = rng.standard_normal((batch, 3)).astype(dtype)
+        feed = {X: Xv, t: tv, **dict(zip(params, values))}
+        want_loss = sg.evaluate(loss, feed)
+        values = [v - np.asarray(lr * d, dtype) for v, d in zip(values, sg.evaluate(grads, feed))]
+        got = step(Xv, tv)
+        tol = 1e-12 if dtype == "float64" else 2e-4
+        np.testing.assert_allclose(got, want_loss, rtol=tol)
+        for p, v in zip(params, values):
+            np.testing.assert_allclose(p.value, v, rtol=tol, atol=tol)
+    gemm_lines = [line for line in step.source.splitlines() if "gemm" in line]
+    assert len(gemm_lines) == gemm  # W0 only: W1 (900 entries) is left to a plain add
+    assert step.source.count("out=w") == 2 - gemm  # the weights added to in place
+
+
+@needs_gemm
+def test_a_weight_read_after_its_gradient_product_is_not_written_early():
+    # an output reading W0, scheduled between W0's gradient product and its update
+    g, X, t, params, loss = regression("float64")
+    W0 = params[0]
+    grads = sg.grad(loss, params)
+    late = (W0 * W0).sum()
+    step = sg.compile([loss, late], [X, t], updates={W0: W0 - 0.01 * grads[0]})
+    Xv, tv = rng.standard_normal((5, 200)), rng.standard_normal((5, 3))
+    want = sg.evaluate([loss, late], {X: Xv, t: tv})
+    want_w0 = W0.value - 0.01 * sg.evaluate(grads[0], {X: Xv, t: tv})
+    got = step(Xv, tv)
+    assert "gemm" not in step.source
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(W0.value, want_w0, rtol=1e-12, atol=1e-14)
