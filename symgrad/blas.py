@@ -77,69 +77,76 @@ def _operand(x: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def _span(x: np.ndarray, start: int) -> tuple[int, int]:
-    return start, start + x.nbytes
-
-
 class Accumulator:
-    """``c += alpha * a @ b`` for 2-D ``a`` and ``b`` of fixed shapes, into the C-contiguous
-    ``c`` given when built. Operands are checked on each call, and any
-    that BLAS cannot read in place (strided, another dtype, overlapping ``c``) makes that call
-    go through NumPy instead. Arrays declared with :meth:`fix` have their layouts and
-    addresses read once."""
+    """``c += alpha * a @ b`` for 2-D ``a`` and ``b``, into the C-contiguous ``c`` given when
+    built or, if built without one, passed on each call. Operands are checked on each call,
+    and any that BLAS cannot read in place (strided, another dtype, overlapping ``c``) makes
+    that call go through NumPy instead. Arrays declared with :meth:`fix` have their layouts
+    and addresses read once."""
 
-    def __init__(self, gemm, c: np.ndarray, alpha: float):
-        self.gemm, self.c, self.alpha = gemm, c, alpha
-        self.dtype = c.dtype
-        self.c_ptr = c.ctypes.data
-        self.c_span = _span(c, self.c_ptr)
+    def __init__(self, gemm, dtype: np.dtype, alpha: float, c: np.ndarray | None = None):
+        self.gemm, self.dtype, self.alpha, self.c = gemm, dtype, alpha, c
+        self.target = None if c is None else _target(c)
         self.static: dict[int, tuple] = {}
 
     def fix(self, *arrays: np.ndarray) -> None:
         """Declare ``arrays`` passed as the same objects, unchanged in place, on every call."""
         for x in arrays:
-            found = self._check(x)
+            found = self._check(x, self.target)
             if found is not None:
                 self.static[id(x)] = (x, *found)
 
-    def _read(self, x: np.ndarray):
+    def _read(self, x: np.ndarray, target):
         known = self.static.get(id(x))
-        if known is not None and known[0] is x:
+        if known is not None and known[0] is x and target is self.target:
             return known[1], known[2]
-        return self._check(x)
+        return self._check(x, target)
 
-    def _check(self, x: np.ndarray):
+    def _check(self, x: np.ndarray, target):
         if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype != self.dtype:
             return None
         layout = _operand(x)
         if layout is None:
             return None
         ptr = x.ctypes.data
-        lo, hi = _span(x, ptr)
-        if lo < self.c_span[1] and self.c_span[0] < hi:
+        if target is not None and ptr < target[1] + target[2] and target[1] < ptr + x.nbytes:
             return None  # gemm must not read what it writes
         return layout, ptr
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> None:
-        m, n = self.c.shape
-        ra, rb = self._read(a), self._read(b)
-        if ra is None or rb is None or a.shape[0] != m or b.shape != (a.shape[1], n):
-            np.add(self.c, self.alpha * np.matmul(a, b), out=self.c)
+    def __call__(self, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> None:
+        target = self.target if c is None else _target(c)
+        ra, rb = self._read(a, target), self._read(b, target)
+        c = self.c if c is None else c
+        if ra is None or rb is None or target is None or target[0] != c.dtype:
+            np.add(c, self.alpha * np.matmul(a, b), out=c)
+            return
+        m, n = c.shape
+        if a.shape[0] != m or b.shape != (a.shape[1], n):
+            np.add(c, self.alpha * np.matmul(a, b), out=c)  # NumPy names the mismatch
             return
         (ta, lda), pa = ra
         (tb, ldb), pb = rb
         self.gemm(
             *(_ROW_MAJOR, ta, tb, m, n, a.shape[1]),
-            *(self.alpha, pa, lda, pb, ldb, 1.0, self.c_ptr, n),
+            *(self.alpha, pa, lda, pb, ldb, 1.0, target[1], n),
         )
 
 
-def accumulator(c: np.ndarray, alpha: float) -> Accumulator | None:
-    """An :class:`Accumulator` into ``c``, or None where BLAS ``gemm`` is not available for
-    its dtype or ``c`` is not a writable C-contiguous matrix."""
+def _target(c: np.ndarray):
+    """(dtype, address, bytes) of an array gemm may write, or None."""
     if c.ndim != 2 or not c.flags.c_contiguous or not c.flags.writeable or c.size == 0:
         return None
-    gemm = _gemm(c.dtype)
+    return c.dtype, c.ctypes.data, c.nbytes
+
+
+def accumulator(c: np.ndarray | None, alpha: float, dtype=None) -> Accumulator | None:
+    """An :class:`Accumulator` into ``c`` (or, with ``c`` None, into arrays of ``dtype``
+    passed on each call), or None where BLAS ``gemm`` is not available for the dtype or ``c``
+    is not a writable C-contiguous matrix."""
+    if c is not None and _target(c) is None:
+        return None
+    dtype = np.dtype(c.dtype if c is not None else dtype)
+    gemm = _gemm(dtype)
     if gemm is None:
         return None
-    return Accumulator(gemm, c, float(alpha))
+    return Accumulator(gemm, dtype, float(alpha), c)

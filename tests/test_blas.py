@@ -129,3 +129,61 @@ def test_a_weight_read_after_its_gradient_product_is_not_written_early():
     assert "gemm" not in step.source
     np.testing.assert_allclose(got, want, rtol=1e-12)
     np.testing.assert_allclose(W0.value, want_w0, rtol=1e-12, atol=1e-14)
+
+
+def with_and_without_gemm(outputs, inputs, feeds, monkeypatch):
+    """Results of the graph compiled with gemm and without it (NumPy matmuls and adds) on
+    each of ``feeds``, and the two kernels' sources (of the last feed's shapes)."""
+    fast = sg.compile(outputs, inputs)
+    got = [fast(*feed) for feed in feeds]
+    monkeypatch.setattr(blas, "_gemm", lambda dtype: None)
+    plain = sg.compile(outputs, inputs)
+    got_plain = [plain(*feed) for feed in feeds]
+    monkeypatch.undo()
+    return got, got_plain, fast, plain
+
+
+@needs_gemm
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_summed_products_match_the_evaluator(dtype, monkeypatch):
+    # a fresh output, a chain through tanh (into a workspace buffer) and transposed operands;
+    # Z * 2 and the transposes are read only by the products the sums compute
+    g = sg.Graph()
+    X, Z = g.input("X", ("batch", 200), dtype), g.input("Z", ("batch", 200), dtype)
+    W, V = g.input("W", (200, 180), dtype), g.input("V", (200, 180), dtype)
+    fresh = X @ W + (Z * 2) @ V
+    chained = sg.tanh(X @ V + Z @ W) * 3
+    wide = X.T @ chained + Z.T @ sg.tanh(fresh)  # (200, 180): a sum of two X^T-like products
+    outputs = [fresh, chained.sum(), wide]
+    feeds = []
+    for batch in (200, 190, 200):  # (batch, 180) sums of at least 32K elements
+        feed = [rng.standard_normal(s).astype(dtype) / 10 for s in ((batch, 200),) * 2]
+        feeds.append(feed + [rng.standard_normal((200, 180)).astype(dtype) for _ in range(2)])
+    got, got_plain, fast, plain = with_and_without_gemm(outputs, [X, Z, W, V], feeds, monkeypatch)
+    tol = 1e-12 if dtype == "float64" else 2e-4
+    for feed, a, b in zip(feeds, got, got_plain):
+        want = sg.evaluate(outputs, dict(zip([X, Z, W, V], feed)))
+        for results in (a, b):
+            for x, w in zip(results, want):
+                np.testing.assert_allclose(x, w, rtol=tol, atol=tol)
+    assert fast.source.count("gemm") == 3 and "gemm" not in plain.source
+
+
+@needs_gemm
+def test_hvp_kernels_add_summed_products_by_gemm_and_match_without(monkeypatch):
+    g = sg.Graph()
+    X, y = g.input("X", (200, 300)), g.input("y", (200,), "int64")
+    W0, W1 = g.input("W0", (300, 200)), g.input("W1", (200, 10))
+    V0, V1 = g.input("V0", (300, 200)), g.input("V1", (200, 10))
+    inputs = [X, y, W0, W1, V0, V1]
+    loss = sg.cross_entropy(sg.relu(X @ W0) @ W1, y).mean()
+    hv = sg.hvp(loss, [W0, W1], [V0, V1])
+    feed = [rng.standard_normal((200, 300)), rng.integers(0, 10, 200)]
+    feed += [rng.standard_normal(s) / 10 for s in ((300, 200), (200, 10), (300, 200), (200, 10))]
+    got, got_plain, fast, plain = with_and_without_gemm(hv, inputs, [feed], monkeypatch)
+    want = sg.evaluate(hv, dict(zip(inputs, feed)))
+    staged = fast.specialize(dict(zip(inputs[:4], feed[:4])))
+    for results in (got[0], got_plain[0], staged(*feed[4:])):
+        for a, b in zip(results, want):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    assert "gemm" in fast.source and "gemm" in staged.source and "gemm" not in plain.source

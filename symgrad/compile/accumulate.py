@@ -1,32 +1,47 @@
-"""Products added into variables: ``W <- W + c * (A @ B)`` as one BLAS gemm into ``W``.
+"""Products added into arrays by BLAS gemm (``symgrad/blas.py``), which adds a product while
+computing it: no buffer for the product and no second pass to add it. Two plans use it:
 
-A big weight's SGD step is its gradient matmul then an add over the whole weight. Where the
-gradient is read by nothing but the update, BLAS gemm with ``beta = 1`` adds the product into
-``W`` while computing it (``symgrad/blas.py``): no gradient buffer and no second pass. The
-variable is written at the gradient's place in the schedule, so nothing after it may read
-the variable. Small variables are left to the packed updates, which save calls instead.
+- **Into variables.** A big weight's SGD step ``W <- W + c * (A @ B)``, whose product is read
+  by nothing but the update, is one gemm into ``W``, run where the product is scheduled, so
+  nothing after it may read the variable. Small variables are left to the packed updates,
+  which save calls instead.
+- **Summed products.** ``A @ B + C @ D`` (or a fused chain starting with that sum, as in a
+  Hessian-vector product's ``R{h} @ W + h @ V``) is one matmul into the sum's array and one
+  gemm adding the other product there. The sum's statement computes both products, so their
+  operands stay alive until it runs (``Layout.reads``).
+
+Only big arrays take a gemm: below ``MIN_SIZE`` elements, its call costs more than the add.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import blas
 from ..graph import Graph
+from ..ops.shapes import is_float, resolve
+from ..ops.sympy_numpy import emit_steps, index_of, into_steps
 from .memory import alias_roots, scaled_argument
 
-MIN_SIZE = 1 << 15  # elements of the variable: below, the add it saves is cheaper than a call
+MIN_SIZE = 1 << 15  # elements of the array added into
 
 
-def plan_accumulate(graph: Graph, order: list[int], in_place: dict, escaping, folded, layout):
-    """Add to ``layout`` a gemm statement for each update whose added term is ``c`` times a
-    matmul read by nothing else (``in_place`` as in ``plan_layout``)."""
+def plan_accumulate(graph: Graph, order: list[int], in_place: dict, escaping, folded, dims, layout):
+    """Add gemm statements to ``layout`` (``in_place`` as in ``plan_layout``)."""
+    taken = set(layout.slots) | set(layout.statements) | layout.skip | set(folded)
+    _into_variables(graph, order, in_place, escaping, layout, taken)
+    _summed_products(graph, order, in_place, escaping, dims, layout, taken)
+
+
+# ---- into variables -------------------------------------------------------------------------
+def _into_variables(graph, order, in_place, escaping, layout, taken) -> None:
     nodes = graph.nx.nodes
     position = {n: i for i, n in enumerate(order)}
     root = alias_roots(graph, order)
-    last_read: dict[int, dict[int, int]] = {}  # memory owner -> {reader: position}
+    readers: dict[int, dict[int, int]] = {}  # memory owner -> {reader: position}
     for i, n in enumerate(order):
         for a in graph.nx.pred[n]:
-            last_read.setdefault(root[a], {})[n] = i
-    taken = set(layout.slots) | set(layout.statements) | layout.skip | set(folded)
+            readers.setdefault(root[a], {})[n] = i
     for value, (var, rest) in in_place.items():
         c, g = scaled_argument(graph, value, rest)
         if g is None or value in layout.packed or g in taken or g in escaping:
@@ -38,23 +53,108 @@ def plan_accumulate(graph: Graph, order: list[int], in_place: dict, escaping, fo
         operands = graph.args(g)
         if any(len(nodes[a]["shape"]) != 2 or root[a] == var for a in operands):
             continue
-        if any(p > position[g] for r, p in last_read.get(var, {}).items() if r != value):
+        if any(p > position[g] for r, p in readers.get(var, {}).items() if r != value):
             continue  # the variable is read after the product would have written it
         array = nodes[var]["attrs"]["value"]
         acc = blas.accumulator(array, c) if array.size >= MIN_SIZE else None
         if acc is None:
             continue
         layout.slots[g] = array
-        layout.statements[g] = _statement(acc, layout.const(acc, "gemm"), operands)
+        layout.statements[g] = _added_into_variable(acc, layout.const(acc, "gemm"), operands)
         layout.packed.add(value)
         taken.add(g)
 
 
-def _statement(acc: blas.Accumulator, name: str, operands: list[int]):
+def _added_into_variable(acc: blas.Accumulator, name: str, operands: list[int]):
     def statement(ctx, names: dict, out: str, buffered: bool) -> str:
         a, b = (names[x] for x in operands)
-        # buffers and variables are the same arrays on every call: read their layout once
-        acc.fix(*(ctx.namespace[x] for x in (a, b) if x in ctx.namespace))
+        _fix_known(ctx, acc, a, b)
         return f"{name}({a}, {b})"
 
     return statement
+
+
+def _fix_known(ctx, acc: blas.Accumulator, *names: str) -> None:
+    # buffers, variables and constants are the same arrays on every call: read them once
+    acc.fix(*(ctx.namespace[x] for x in names if isinstance(ctx.namespace.get(x), np.ndarray)))
+
+
+# ---- summed products ------------------------------------------------------------------------
+def _summed_products(graph, order, in_place, escaping, dims, layout, taken) -> None:
+    nodes = graph.nx.nodes
+    position = {n: i for i, n in enumerate(order)}
+    for n in order:
+        data = nodes[n]
+        if n in taken or not is_float(data["dtype"]) or len(data["shape"]) != 2:
+            continue
+        pairs, rest = first_add_operands(data, graph.args(n))
+        if not pairs or not all(_product_of(graph, m, n, escaping, taken) for m in pairs[0]):
+            continue
+        p, q = sorted(pairs[0], key=position.__getitem__)
+        if p == q or np.prod(resolve(data["shape"], dims)) < MIN_SIZE:
+            continue
+        if any(m in in_place for m in order[position[p] : position[n]]):
+            continue  # a variable written between the products and the sum
+        if blas.accumulator(None, 1.0, data["dtype"]) is None:
+            continue
+        layout.statements[n] = _summed_statement(graph, n, p, q, rest)
+        layout.skip |= {p, q}
+        layout.reads[n] = graph.args(p) + graph.args(q)
+        taken |= {n, p, q}
+
+
+def _product_of(graph, m: int, n: int, escaping, taken) -> bool:
+    """Whether node m is a 2-D matmul of n's shape and dtype, read by nothing but n."""
+    nodes = graph.nx.nodes
+    return (
+        nodes[m]["op"] == "matmul"
+        and m not in escaping
+        and m not in taken
+        and list(graph.nx.succ[m]) == [n]
+        and len(graph.nx.pred[n][m]) == 1
+        and nodes[m]["shape"] == nodes[n]["shape"]
+        and nodes[m]["dtype"] == nodes[n]["dtype"]
+        and all(len(nodes[a]["shape"]) == 2 for a in graph.args(m))
+    )
+
+
+def _summed_statement(graph, n: int, p: int, q: int, rest):
+    """``out = P @ Q`` for the first product, the second added by gemm, then the rest of the
+    chain (say a ReLU's mask) on ``out``."""
+
+    def statement(ctx, names: dict, out: str, buffered: bool) -> str:
+        a, b = (names[x] for x in graph.args(p))
+        c, d = (names[x] for x in graph.args(q))
+        dtype = graph.nx.nodes[n]["dtype"]
+        acc = blas.accumulator(ctx.namespace[out], 1.0) if buffered else None
+        if acc is not None:
+            src = f"np.dot({a}, {b}, {out}); {ctx.const(acc, 'gemm')}({c}, {d})"
+        else:  # a fresh array every call: gemm is told where it is
+            acc = blas.accumulator(None, 1.0, dtype)
+            first = f"np.dot({a}, {b}, {out})" if buffered else f"{out} = np.dot({a}, {b})"
+            src = f"{first}; {ctx.const(acc, 'gemm')}({c}, {d}, {out})"
+        _fix_known(ctx, acc, c, d)
+        args = [names[x] for x in graph.args(n)]
+        return f"{src}; {emit_steps(ctx, out, rest, args)}" if rest else src
+
+    return statement
+
+
+def first_add_operands(data: dict, args: list[int]) -> tuple[list, tuple]:
+    """([(p, q), (q, p)], the chain's later steps) of an add ``p + q``, or of a fused chain
+    whose first step adds two of its arguments that no later step reads; ([], ()) otherwise."""
+    if data["op"] == "add":
+        return [tuple(args), tuple(args[::-1])], ()
+    if data["op"] != "expr":
+        return [], ()
+    steps = into_steps(data["attrs"]["expr"])
+    if not steps or steps[0][0] != "np.add":
+        return [], ()
+    first = steps[0][1]
+    if not all(o is not None and o.is_Symbol for o in first):
+        return [], ()
+    later = set().union(*(o.free_symbols for _, ops in steps[1:] for o in ops if o is not None))
+    if any(o in later for o in first):
+        return [], ()
+    p, q = args[index_of(first[0])], args[index_of(first[1])]
+    return [(p, q), (q, p)], steps[1:]

@@ -124,11 +124,14 @@ def may_alias(graph: Graph, order: list[int]) -> set[int]:
     return {n for n, r in alias_roots(graph, order).items() if graph.nx.nodes[r]["op"] in leaves}
 
 
-def last_uses(graph: Graph, order: list[int], keep: set[int]) -> dict[int, list[int]]:
-    """{node: the values whose last reader it is}, for values not in ``keep``."""
+def last_uses(
+    graph: Graph, order: list[int], keep: set[int], reads: dict | None = None
+) -> dict[int, list[int]]:
+    """{node: the values whose last reader it is}, for values not in ``keep``; ``reads`` as in
+    ``plan_memory``."""
     last: dict[int, int] = {}
     for n in order:
-        for a in graph.nx.pred[n]:
+        for a in [*graph.nx.pred[n], *(reads or {}).get(n, ())]:
             last[a] = n
     out: dict[int, list[int]] = {}
     for a, n in last.items():
@@ -231,9 +234,11 @@ def emit_program(
         kept = kept_by_caller(graph, order, escaping) | set(in_place)  # not in buffers
         claimed = fixed | kept | set(layout.statements)  # stay where they are
         order, heads = plan_heads(graph, order, claimed, set(folded))
-    dies_at = last_uses(graph, order, escaping)
+    dies_at = last_uses(graph, order, escaping, layout.reads)
     plan = (
-        plan_memory(graph, order, dims, escaping, fixed | heads.inner) if dims is not None else None
+        plan_memory(graph, order, dims, escaping, fixed | heads.inner, layout.reads)
+        if dims is not None
+        else None
     )
     buffers = _buffer_views(ctx, graph, plan, dims) if plan else {}
     slots = {n: ctx.const(a, "s") for n, a in layout.slots.items()}

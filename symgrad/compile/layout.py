@@ -29,9 +29,9 @@ from ..graph import Graph
 from ..ops import get_op
 from ..ops.elementwise import is_elementwise
 from ..ops.shapes import is_float, resolve
-from ..ops.sympy_numpy import emit_steps, index_of, into_steps
+from ..ops.sympy_numpy import emit_steps
 from ..storage import address, follows
-from .accumulate import plan_accumulate
+from .accumulate import first_add_operands, plan_accumulate
 from .memory import kept_by_caller, scaled_argument
 
 WIDE_INPUT = 2  # copy an input into a ones-column buffer only if it has <= 2x the add's columns
@@ -51,6 +51,8 @@ class Layout:
     statements: dict[int, Callable[[dict, str, bool], str]] = field(default_factory=dict)
     skip: set[int] = field(default_factory=set)  # nodes another node's statement computes
     after: dict[int, list[str]] = field(default_factory=dict)  # node -> statements to follow it
+    # node -> values its statement reads besides its arguments (those of nodes it computes)
+    reads: dict[int, list[int]] = field(default_factory=dict)
     packed: set[int] = field(default_factory=set)  # update values written by a packed update
     const: Callable[[np.ndarray, str], str] | None = None  # names an array for the source
     owned: list[np.ndarray] = field(default_factory=list)  # buffers allocated for the kernel
@@ -78,7 +80,7 @@ def plan_layout(
     position = {n: i for i, n in enumerate(order)}
     grads = _packed_updates(graph, order, in_place, escaping, folded, layout, position)
     _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, position)
-    plan_accumulate(graph, order, in_place, escaping, folded, layout)
+    plan_accumulate(graph, order, in_place, escaping, folded, dims, layout)
     return layout
 
 
@@ -243,7 +245,7 @@ def _biased_matmul(graph, n: int, escaping: set[int]):
     if not is_float(nodes[n]["dtype"]):
         return None
     args = graph.args(n)
-    pairs, rest = _bias_add_operands(nodes[n], args)
+    pairs, rest = first_add_operands(nodes[n], args)
     for mm, b in pairs:
         if nodes[mm]["op"] != "matmul" or nodes[b]["op"] != "variable" or mm in escaping:
             continue
@@ -260,26 +262,6 @@ def _biased_matmul(graph, n: int, escaping: set[int]):
             continue
         return mm, h, W, b, rest
     return None
-
-
-def _bias_add_operands(data: dict, args: list[int]) -> tuple[list, tuple]:
-    """([(matmul candidate, bias candidate)], the chain's later steps) of an add, or of a fused
-    chain whose first step adds two of its arguments that no later step reads."""
-    if data["op"] == "add":
-        return [tuple(args), tuple(args[::-1])], ()
-    if data["op"] != "expr":
-        return [], ()
-    steps = into_steps(data["attrs"]["expr"])
-    if not steps or steps[0][0] != "np.add":
-        return [], ()
-    first = steps[0][1]
-    if not all(o is not None and o.is_Symbol for o in first):
-        return [], ()
-    later = set().union(*(o.free_symbols for _, ops in steps[1:] for o in ops if o is not None))
-    if any(o in later for o in first):
-        return [], ()
-    p, q = args[index_of(first[0])], args[index_of(first[1])]
-    return [(p, q), (q, p)], steps[1:]
 
 
 def _stacked(W: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -34,10 +34,17 @@ class MemoryPlan:
 
 
 def plan_memory(
-    graph: Graph, order: list[int], dims: dict, escaping: set[int], fixed: set[int] = frozenset()
+    graph: Graph,
+    order: list[int],
+    dims: dict,
+    escaping: set[int],
+    fixed: set[int] = frozenset(),
+    reads: dict[int, list[int]] | None = None,
 ) -> MemoryPlan:
     """Assign workspace buffers to the nodes of ``order`` (concrete ``dims`` required).
-    ``fixed`` nodes are computed ahead (constants of the kernel) and take no buffer."""
+    ``fixed`` nodes are computed ahead (constants of the kernel) and take no buffer; ``reads``
+    are values a node's statement reads besides its arguments, after writing its output."""
+    reads = reads or {}
     nodes = graph.nx.nodes
     root = alias_roots(graph, order)
     escapes = kept_by_caller(graph, order, escaping)
@@ -45,7 +52,7 @@ def plan_memory(
     release: dict[int, list[int]] = {}
     last: dict[int, int] = {}
     for n in order:
-        for a in graph.nx.pred[n]:
+        for a in [*graph.nx.pred[n], *reads.get(n, ())]:
             last[root[a]] = n
     for r, n in last.items():
         release.setdefault(n, []).append(r)
@@ -89,7 +96,7 @@ def plan_memory(
         in_place = spec.extra.get("elementwise", False) and spec.extra.get(
             "reads_args_first", _always
         )(data["attrs"])
-        if wanted and in_place:
+        if wanted and in_place and n not in reads:
             give_back(n)  # an elementwise op may write over an argument dying here
             plan.buffer[n] = take(data)
             continue
