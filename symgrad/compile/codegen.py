@@ -43,6 +43,7 @@ class EmitContext:
         self.pending: list[tuple[str, str]] = []  # statements the current line needs first
         self.arg_ndims: list[int] = []  # ranks of the current node's arguments
         self.node_shape: tuple | None = None  # the current node's concrete shape, if known
+        self.node_dtype: str | None = None  # and its dtype
         self.scratches: dict[tuple, str] = {}  # (shape, dtype) -> name of a scratch array
         self._temps = 0
 
@@ -64,6 +65,16 @@ class EmitContext:
         key = (tuple(shape), np.dtype(dtype), slot)
         if key not in self.scratches:
             self.scratches[key] = self.const(np.empty(shape, dtype), "m")
+        return self.scratches[key]
+
+    def zeros(self, shape: tuple, dtype) -> str:
+        """A read-only array of zeros the kernel keeps, shared by every statement asking for
+        the same shape and dtype."""
+        key = (tuple(shape), np.dtype(dtype), "zeros")
+        if key not in self.scratches:
+            z = np.zeros(shape, dtype)
+            z.flags.writeable = False
+            self.scratches[key] = self.const(z, "z")
         return self.scratches[key]
 
     def literal(self, v) -> str:
@@ -260,6 +271,7 @@ def emit_program(
         args = [names[a] for a in graph.args(n)]
         ctx.arg_ndims = [len(graph.nx.nodes[a]["shape"]) for a in graph.args(n)]
         ctx.node_shape = resolve(data["shape"], dims) if dims is not None else None
+        ctx.node_dtype = data["dtype"]
         if n in rescaled:  # a seed whose scale took the updates' learning rate
             i, value = rescaled[n]
             args[i] = ctx.const(value)
