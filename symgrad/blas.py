@@ -17,7 +17,12 @@ import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 # names NumPy's wheels and common builds give the CBLAS gemm: (prefix, suffix, 64-bit ints)
-_NAMES = (("scipy_cblas_", "gemm64_", True), ("cblas_", "gemm64_", True), ("cblas_", "gemm", False))
+_NAMES = (
+    ("scipy_cblas_", "gemm64_", True),
+    ("scipy_cblas_", "gemm", False),
+    ("cblas_", "gemm64_", True),
+    ("cblas_", "gemm", False),
+)
 _LETTER = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
 
 

@@ -187,3 +187,67 @@ def test_hvp_kernels_add_summed_products_by_gemm_and_match_without(monkeypatch):
         for a, b in zip(results, want):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
     assert "gemm" in fast.source and "gemm" in staged.source and "gemm" not in plain.source
+
+
+def test_a_tied_weight_whose_gradient_is_a_sum_of_products_is_updated(monkeypatch):
+    # W used twice: its gradient is X1^T @ . + X2^T @ . and the SGD update adds that sum
+    g = sg.Graph()
+    X1, X2 = g.input("X1", ("batch", 256)), g.input("X2", ("batch", 256))
+    W = g.variable("W", rng.standard_normal((256, 256)) / 16)
+    loss = ((sg.tanh(X1 @ W) - sg.tanh(X2 @ W)) ** 2).sum()
+    (dW,) = sg.grad(loss, [W])
+    step = sg.compile(loss, [X1, X2], updates={W: W - 0.01 * dW})
+    for _ in range(2):
+        x1, x2 = rng.standard_normal((64, 256)), rng.standard_normal((64, 256))
+        want = W.value - 0.01 * sg.evaluate(dW, {X1: x1, X2: x2})
+        step(x1, x2)
+        np.testing.assert_allclose(W.value, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("form", range(4))
+def test_an_update_adding_summed_products_writes_its_variable(form):
+    g = sg.Graph()
+    X, Z, V, U = (g.input(name, (200, 200)) for name in "XZVU")
+    W = g.variable("W", rng.standard_normal((200, 200)))
+    new = [
+        lambda: X @ V + Z @ U + W,
+        lambda: W + (X @ V + Z @ U),
+        lambda: sg.tanh(X @ V + Z @ U) + W,
+        lambda: (X @ V + Z @ U) * 0.5 + W,
+    ][form]()
+    step = sg.compile([], [X, Z, V, U], updates={W: new})
+    feed = [rng.standard_normal((200, 200)) for _ in range(4)]
+    want = sg.evaluate(new, dict(zip([X, Z, V, U], feed)))
+    step(*feed)
+    np.testing.assert_allclose(W.value, want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_product_computed_at_its_sum_reads_the_weight_before_its_update():
+    # X @ W is computed by the sum's statement, after the update's product G is scheduled
+    g = sg.Graph()
+    X, Z, V = (g.input(name, (200, 200)) for name in "XZV")
+    A, B = g.input("A", (50, 200)), g.input("B", (50, 200))
+    W = g.variable("W", rng.standard_normal((200, 200)))
+    P = X @ W
+    G = A.T @ B  # W's update product, scheduled between P and the sum
+    S = P + Z @ V
+    step = sg.compile(S, [X, Z, V, A, B], updates={W: W - 0.1 * G})
+    feed = [rng.standard_normal(s) for s in ((200, 200),) * 3 + ((50, 200),) * 2]
+    want = sg.evaluate(S, dict(zip([X, Z, V, A, B], feed)))
+    want_w = W.value - 0.1 * feed[3].T @ feed[4]
+    np.testing.assert_allclose(step(*feed), want, rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(W.value, want_w, rtol=1e-12, atol=1e-12)
+
+
+def test_a_matmul_computed_at_its_bias_add_reads_the_weight_before_its_update():
+    g = sg.Graph()
+    H, A, B = g.input("H", (100, 100)), g.input("A", (50, 100)), g.input("B", (50, 400))
+    W = g.variable("W", rng.standard_normal((100, 400)))  # 40,000 entries
+    b = g.variable("b", rng.standard_normal(400))  # stored right after W: [W; b]
+    M = H @ W
+    G = A.T @ B  # W's update product, scheduled between the matmul and its bias add
+    out = M + b
+    step = sg.compile(out, [H, A, B], updates={W: W - 0.1 * G})
+    feed = [rng.standard_normal(s) for s in ((100, 100), (50, 100), (50, 400))]
+    want = sg.evaluate(out, dict(zip([H, A, B], feed)))
+    np.testing.assert_allclose(step(*feed), want, rtol=1e-12, atol=1e-11)

@@ -259,3 +259,30 @@ def test_a_bias_add_fused_with_its_activation_rides_in_the_matmul():
     chains = [line for line in step.source.splitlines() if "np.tanh(" in line]
     assert len(chains) == 2 and all("np.matmul(h" in line or "np.dot(h" in line for line in chains)
     assert not _bias_adds(step.source) and "np.add(s" not in step.source
+
+
+def test_an_update_adding_a_biased_matmul_writes_its_variable():
+    g = sg.Graph()
+    H = g.input("H", (8, 10))
+    W, b = g.variable("W", rng.standard_normal((10, 6))), g.variable("b", rng.standard_normal(6))
+    S = g.variable("S", np.zeros((8, 6)))
+    new = S + (H @ W + b)
+    step = sg.compile([], [H], updates={S: new})
+    for _ in range(2):
+        h = rng.standard_normal((8, 10))
+        want = sg.evaluate(new, {H: h})
+        step(h)
+        np.testing.assert_allclose(S.value, want, rtol=1e-13, atol=1e-13)
+
+
+def test_a_new_value_viewing_another_updated_variable_sees_its_old_value():
+    g = sg.Graph()
+    A, B = g.input("A", (50, 200)), g.input("B", (50, 200))
+    Vt = g.variable("Vt", np.zeros((200, 200)))
+    W = g.variable("W", rng.standard_normal((200, 200)))
+    step = sg.compile([], [A, B], updates={Vt: W.T, W: W - 0.1 * (A.T @ B)})
+    a, b = rng.standard_normal((50, 200)), rng.standard_normal((50, 200))
+    w_old = W.value.copy()
+    step(a, b)
+    np.testing.assert_array_equal(Vt.value, w_old.T)
+    np.testing.assert_allclose(W.value, w_old - 0.1 * a.T @ b, rtol=1e-13, atol=1e-13)

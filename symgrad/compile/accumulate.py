@@ -23,14 +23,14 @@ from ..ops.shapes import is_float, resolve
 from ..ops.sympy_numpy import emit_steps, index_of, into_steps
 from .memory import alias_roots, scaled_argument
 
-MIN_SIZE = 1 << 15  # elements of the array added into
+MIN_SIZE = 1 << 15  # elements of the array added into (a packed variable keeps its packed run)
 
 
 def plan_accumulate(graph: Graph, order: list[int], in_place: dict, escaping, folded, dims, layout):
     """Add gemm statements to ``layout`` (``in_place`` as in ``plan_layout``)."""
     taken = set(layout.slots) | set(layout.statements) | layout.skip | set(folded)
-    _into_variables(graph, order, in_place, escaping, layout, taken)
     _summed_products(graph, order, in_place, escaping, dims, layout, taken)
+    _into_variables(graph, order, in_place, escaping, layout, taken)
 
 
 # ---- into variables -------------------------------------------------------------------------
@@ -39,8 +39,8 @@ def _into_variables(graph, order, in_place, escaping, layout, taken) -> None:
     position = {n: i for i, n in enumerate(order)}
     root = alias_roots(graph, order)
     readers: dict[int, dict[int, int]] = {}  # memory owner -> {reader: position}
-    for i, n in enumerate(order):
-        for a in graph.nx.pred[n]:
+    for i, n in enumerate(order):  # a node computed by another's statement reads there too
+        for a in [*graph.nx.pred[n], *layout.reads.get(n, ())]:
             readers.setdefault(root[a], {})[n] = i
     for value, (var, rest) in in_place.items():
         c, g = scaled_argument(graph, value, rest)
@@ -85,8 +85,8 @@ def _summed_products(graph, order, in_place, escaping, dims, layout, taken) -> N
     position = {n: i for i, n in enumerate(order)}
     for n in order:
         data = nodes[n]
-        if n in taken or not is_float(data["dtype"]) or len(data["shape"]) != 2:
-            continue
+        if n in taken or n in in_place or not is_float(data["dtype"]) or len(data["shape"]) != 2:
+            continue  # (an update added into its variable is written by that plan)
         pairs, rest = first_add_operands(data, graph.args(n))
         if not pairs or not all(_product_of(graph, m, n, escaping, taken) for m in pairs[0]):
             continue
@@ -94,7 +94,7 @@ def _summed_products(graph, order, in_place, escaping, dims, layout, taken) -> N
         if p == q or np.prod(resolve(data["shape"], dims)) < MIN_SIZE:
             continue
         if any(m in in_place for m in order[position[p] : position[n]]):
-            continue  # a variable written between the products and the sum
+            continue  # a variable written between the products and the sum, which computes them
         if blas.accumulator(None, 1.0, data["dtype"]) is None:
             continue
         layout.statements[n] = _summed_statement(graph, n, p, q, rest)
@@ -127,13 +127,13 @@ def _summed_statement(graph, n: int, p: int, q: int, rest):
         c, d = (names[x] for x in graph.args(q))
         dtype = graph.nx.nodes[n]["dtype"]
         acc = blas.accumulator(ctx.namespace[out], 1.0) if buffered else None
-        if acc is not None:
+        if acc is not None:  # a workspace buffer: the same array on every call
+            _fix_known(ctx, acc, c, d)
             src = f"np.dot({a}, {b}, {out}); {ctx.const(acc, 'gemm')}({c}, {d})"
         else:  # a fresh array every call: gemm is told where it is
             acc = blas.accumulator(None, 1.0, dtype)
             first = f"np.dot({a}, {b}, {out})" if buffered else f"{out} = np.dot({a}, {b})"
             src = f"{first}; {ctx.const(acc, 'gemm')}({c}, {d}, {out})"
-        _fix_known(ctx, acc, c, d)
         args = [names[x] for x in graph.args(n)]
         return f"{src}; {emit_steps(ctx, out, rest, args)}" if rest else src
 

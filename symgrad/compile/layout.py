@@ -1,6 +1,6 @@
 """Layout planning: values computed straight into memory laid out like the variables.
 
-Variables made one after another are adjacent (``symgrad/storage.py``). Two plans use that,
+Variables made one after another are adjacent (``symgrad/storage.py``). Three plans use that,
 each cutting NumPy calls, which is what small train steps are made of:
 
 - **Packed updates.** When adjacent variables are updated as ``w <- w + c * g_w`` with one
@@ -79,7 +79,7 @@ def plan_layout(
     escaping = kept_by_caller(graph, order, escaping)
     position = {n: i for i, n in enumerate(order)}
     grads = _packed_updates(graph, order, in_place, escaping, folded, layout, position)
-    _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, position)
+    _bias_in_matmul(graph, order, in_place, escaping, folded, dims, layout, grads, position)
     plan_accumulate(graph, order, in_place, escaping, folded, dims, layout)
     return layout
 
@@ -176,14 +176,18 @@ def _writable_into(graph, n: int, escaping: set[int], folded: set[int]) -> bool:
 
 
 # ---- bias in the matmul ---------------------------------------------------------------------
-def _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, position) -> None:
+def _bias_in_matmul(
+    graph, order, in_place, escaping, folded, dims, layout, grads, position
+) -> None:
     nodes = graph.nx.nodes
     ones: dict[int, tuple[str, str, str]] = {}  # h -> names of [h, 1], its transpose, its h
     for n in order:
-        found = _biased_matmul(graph, n, escaping)
+        found = _biased_matmul(graph, n, escaping) if n not in in_place else None
         if found is None:
             continue
         mm, h, W, b, rest = found
+        if any(u in in_place for u in order[position[mm] : position[n]]):
+            continue  # a variable written between the matmul and the add, which computes it
         k, m = nodes[W]["shape"]
         if h not in ones:
             batch = resolve(nodes[h]["shape"], dims)[0]
@@ -216,6 +220,7 @@ def _bias_in_matmul(graph, order, escaping, folded, dims, layout, grads, positio
             aug, W_b, part if copy else None, h, n, layout, rest, graph.args(n)
         )
         layout.skip.add(mm)
+        layout.reads[n] = [h, W, b]
         _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, position[n], position)
 
 

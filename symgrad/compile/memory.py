@@ -150,6 +150,8 @@ def in_place_updates(
     for i, n in enumerate(order):
         for a in graph.nx.pred[n]:
             last_read[root[a]] = i
+    for _, value in updates:  # new values are copied into their variables after the body
+        last_read[root[value]] = len(order)
     found = {}
     for var, value in updates:
         data = graph.nx.nodes[value]
