@@ -197,11 +197,16 @@ def test_a_tied_weight_whose_gradient_is_a_sum_of_products_is_updated(monkeypatc
     loss = ((sg.tanh(X1 @ W) - sg.tanh(X2 @ W)) ** 2).sum()
     (dW,) = sg.grad(loss, [W])
     step = sg.compile(loss, [X1, X2], updates={W: W - 0.01 * dW})
-    for _ in range(2):
+    for _ in range(2):  # both products added into W by gemm, where the later one is scheduled
         x1, x2 = rng.standard_normal((64, 256)), rng.standard_normal((64, 256))
         want = W.value - 0.01 * sg.evaluate(dW, {X1: x1, X2: x2})
         step(x1, x2)
         np.testing.assert_allclose(W.value, want, rtol=1e-12, atol=1e-14)
+    assert sum(line.count("gemm") for line in step.source.splitlines()) == (gemm_found() and 2)
+
+
+def gemm_found() -> bool:
+    return blas._gemm(np.dtype(np.float64)) is not None
 
 
 @pytest.mark.parametrize("form", range(4))

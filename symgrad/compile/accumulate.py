@@ -3,8 +3,8 @@ computing it: no buffer for the product and no second pass to add it. Two plans 
 
 - **Into variables.** A big weight's SGD step ``W <- W + c * (A @ B)``, whose product is read
   by nothing but the update, is one gemm into ``W``, run where the product is scheduled, so
-  nothing after it may read the variable. Small variables are left to the packed updates,
-  which save calls instead.
+  nothing after it may read the variable; a weight used twice, ``W + c * (A @ B + C @ D)``,
+  takes two. Small variables are left to the packed updates, which save calls instead.
 - **Summed products.** ``A @ B + C @ D`` (or a fused chain starting with that sum, as in a
   Hessian-vector product's ``R{h} @ W + h @ V``) is one matmul into the sum's array and one
   gemm adding the other product there. The sum's statement computes both products, so their
@@ -19,9 +19,10 @@ import numpy as np
 
 from .. import blas
 from ..graph import Graph
+from ..ops.elementwise import sym
 from ..ops.shapes import is_float, resolve
 from ..ops.sympy_numpy import emit_steps, index_of, into_steps
-from .memory import alias_roots, scaled_argument
+from .memory import alias_roots, split_coefficient
 
 MIN_SIZE = 1 << 15  # elements of the array added into (a packed variable keeps its packed run)
 
@@ -43,33 +44,75 @@ def _into_variables(graph, order, in_place, escaping, layout, taken) -> None:
         for a in [*graph.nx.pred[n], *layout.reads.get(n, ())]:
             readers.setdefault(root[a], {})[n] = i
     for value, (var, rest) in in_place.items():
-        c, g = scaled_argument(graph, value, rest)
-        if g is None or value in layout.packed or g in taken or g in escaping:
+        terms = _products_added(graph, value, rest)
+        if not terms or value in layout.packed:
             continue
-        if nodes[g]["op"] != "matmul" or list(graph.nx.succ[g]) != [value]:
+        products = [g for _, g in terms]
+        if len(set(products)) != len(products) or not all(
+            _product_into(graph, g, value, var, escaping, taken, root) for g in products
+        ):
             continue
-        if len(graph.nx.pred[value][g]) != 1 or nodes[g]["dtype"] != nodes[var]["dtype"]:
+        last = max(products, key=position.__getitem__)
+        first = min(position[g] for g in products)
+        early = [a for g in products if g != last for a in graph.args(g)]
+        if any(nodes[root[a]]["op"] == "variable" for a in early):
+            continue  # computed later than scheduled, a product must not read a variable
+        if any(u in in_place for u in order[first : position[last]]):
             continue
-        operands = graph.args(g)
-        if any(len(nodes[a]["shape"]) != 2 or root[a] == var for a in operands):
-            continue
-        if any(p > position[g] for r, p in readers.get(var, {}).items() if r != value):
-            continue  # the variable is read after the product would have written it
+        if any(p > position[last] for r, p in readers.get(var, {}).items() if r != value):
+            continue  # the variable is read after the products would have written it
         array = nodes[var]["attrs"]["value"]
-        acc = blas.accumulator(array, c) if array.size >= MIN_SIZE else None
-        if acc is None:
+        accs = [blas.accumulator(array, c) if array.size >= MIN_SIZE else None for c, _ in terms]
+        if None in accs:
             continue
-        layout.slots[g] = array
-        layout.statements[g] = _added_into_variable(acc, layout.const(acc, "gemm"), operands)
+        names = [layout.const(acc, "gemm") for acc in accs]
+        layout.slots[last] = array
+        layout.statements[last] = _added_into_variable(graph, accs, names, products)
+        layout.skip |= set(products) - {last}
+        if early:
+            layout.reads[last] = early
         layout.packed.add(value)
-        taken.add(g)
+        taken |= set(products)
 
 
-def _added_into_variable(acc: blas.Accumulator, name: str, operands: list[int]):
-    def statement(ctx, names: dict, out: str, buffered: bool) -> str:
-        a, b = (names[x] for x in operands)
-        _fix_known(ctx, acc, a, b)
-        return f"{name}({a}, {b})"
+def _products_added(graph, value: int, rest) -> list[tuple[float, int]]:
+    """[(c, g)] with the update's added expression ``rest`` the sum of the c * g, each g one
+    of its arguments; [] when it is not of that form."""
+    args = graph.args(value)
+    c, total = split_coefficient(rest)  # c * (g1 + g2) or c1 * g1 + c2 * g2
+    terms = []
+    for term in total.args if total.is_Add else (total,):
+        k, g = split_coefficient(term)
+        held = [a for i, a in enumerate(args) if g == sym(i)]
+        if not held:
+            return []
+        terms.append((c * k, held[0]))
+    return terms
+
+
+def _product_into(graph, g: int, value: int, var: int, escaping, taken, root) -> bool:
+    """Whether g is a 2-D matmul of var's dtype, read once by the update value alone, whose
+    operands are not var's memory."""
+    nodes = graph.nx.nodes
+    return (
+        nodes[g]["op"] == "matmul"
+        and g not in taken
+        and g not in escaping
+        and list(graph.nx.succ[g]) == [value]
+        and len(graph.nx.pred[value][g]) == 1
+        and nodes[g]["dtype"] == nodes[var]["dtype"]
+        and all(len(nodes[a]["shape"]) == 2 and root[a] != var for a in graph.args(g))
+    )
+
+
+def _added_into_variable(graph, accs: list, names: list[str], products: list[int]):
+    def statement(ctx, node_names: dict, out: str, buffered: bool) -> str:
+        calls = []
+        for acc, name, g in zip(accs, names, products):
+            a, b = (node_names[x] for x in graph.args(g))
+            _fix_known(ctx, acc, a, b)
+            calls.append(f"{name}({a}, {b})")
+        return "; ".join(calls)
 
     return statement
 
