@@ -129,3 +129,19 @@ def test_masks_computed_into_scratch_arrays_keep_their_values_apart():
         m = xv * (bv > 0) * (cv > 0)
         np.testing.assert_allclose(fn(xv, bv, cv), np.sum(np.tanh(m) * 2 + m * m), rtol=1e-12)
     assert "out=m" in fn.source
+
+
+@pytest.mark.parametrize(
+    "make", [lambda a, b, c: c * (a - b) * 0.25, lambda a, b, c: sg.exp(a) - b * c]
+)
+def test_a_product_or_sum_of_a_difference_is_computed_into_a_buffer(make):
+    # c * (a - b): the difference is the chain, c a plain operand (-b alone is no chain)
+    g = sg.Graph()
+    a, b, c = (g.input(name, ("n", 3)) for name in "abc")
+    out = sg.sum(sg.tanh(make(a, b, c)))
+    fn = sg.compile(out, [a, b, c])
+    for n in (4, 2):
+        vals = rng.standard_normal((3, n, 3))
+        np.testing.assert_allclose(fn(*vals), sg.evaluate(out, dict(zip([a, b, c], vals))))
+    assert "np.subtract(" in fn.source and "out=s" in fn.source
+    assert not [line for line in fn.source.splitlines() if line.lstrip().startswith("v")][:-1]

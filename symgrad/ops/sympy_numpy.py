@@ -479,13 +479,14 @@ def into_steps(expr: sp.Expr) -> tuple | None:
             return "np.subtract", _negated(t)
         return ("np.add" if add else "np.multiply"), t
 
-    spine = max((t for t in terms if _is_spine(t)), key=sp.count_ops, default=None)
+    # the biggest term that is itself a chain (-x is a Mul, but x alone is no chain)
+    chains = [(t, _chain_steps(t, add)) for t in terms]
+    spine, steps = max(
+        ((t, c) for t, c in chains if c), key=lambda tc: sp.count_ops(tc[0]), default=(None, None)
+    )
     if spine is not None:
         terms.remove(spine)
         negative = add and spine.could_extract_minus_sign()
-        steps = into_steps(_negated(spine) if negative else spine)
-        if steps is None:
-            return None
         if negative:  # p - f(x): f(x) into the output, then p minus it
             p = next((t for t in terms if not t.could_extract_minus_sign()), None)
             if p is None:
@@ -503,6 +504,13 @@ def into_steps(expr: sp.Expr) -> tuple | None:
         ufunc, operand = fold(t)
         steps += ((ufunc, (None, operand)),)
     return steps
+
+
+def _chain_steps(t, add: bool) -> tuple | None:
+    """The steps of term t of a sum (``add``) or product, negated first in a sum when it
+    carries a minus sign; None when that is no chain."""
+    core = _negated(t) if add and t.could_extract_minus_sign() else t
+    return into_steps(core) if _is_spine(core) else None
 
 
 def _operand_source(ufunc: str, o, args: list[str]) -> str:
