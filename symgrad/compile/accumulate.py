@@ -49,7 +49,10 @@ def _into_variables(graph, order, in_place, escaping, layout, taken) -> None:
             continue
         products = [g for _, g in terms]
         if len(set(products)) != len(products) or not all(
-            _product_into(graph, g, value, var, escaping, taken, root) for g in products
+            _lone_product(graph, g, value, escaping, taken)
+            and nodes[g]["dtype"] == nodes[var]["dtype"]
+            and all(root[a] != var for a in graph.args(g))
+            for g in products
         ):
             continue
         last = max(products, key=position.__getitem__)
@@ -90,21 +93,6 @@ def _products_added(graph, value: int, rest) -> list[tuple[float, int]]:
     return terms
 
 
-def _product_into(graph, g: int, value: int, var: int, escaping, taken, root) -> bool:
-    """Whether g is a 2-D matmul of var's dtype, read once by the update value alone, whose
-    operands are not var's memory."""
-    nodes = graph.nx.nodes
-    return (
-        nodes[g]["op"] == "matmul"
-        and g not in taken
-        and g not in escaping
-        and list(graph.nx.succ[g]) == [value]
-        and len(graph.nx.pred[value][g]) == 1
-        and nodes[g]["dtype"] == nodes[var]["dtype"]
-        and all(len(nodes[a]["shape"]) == 2 and root[a] != var for a in graph.args(g))
-    )
-
-
 def _added_into_variable(graph, accs: list, names: list[str], products: list[int]):
     def statement(ctx, node_names: dict, out: str, buffered: bool) -> str:
         calls = []
@@ -131,7 +119,10 @@ def _summed_products(graph, order, in_place, escaping, dims, layout, taken) -> N
         if n in taken or n in in_place or not is_float(data["dtype"]) or len(data["shape"]) != 2:
             continue  # (an update added into its variable is written by that plan)
         pairs, rest = first_add_operands(data, graph.args(n))
-        if not pairs or not all(_product_of(graph, m, n, escaping, taken) for m in pairs[0]):
+        if not pairs or not all(
+            _lone_product(graph, m, n, escaping, taken) and nodes[m]["shape"] == data["shape"]
+            for m in pairs[0]
+        ):
             continue
         p, q = sorted(pairs[0], key=position.__getitem__)
         if p == q or np.prod(resolve(data["shape"], dims)) < MIN_SIZE:
@@ -146,17 +137,17 @@ def _summed_products(graph, order, in_place, escaping, dims, layout, taken) -> N
         taken |= {n, p, q}
 
 
-def _product_of(graph, m: int, n: int, escaping, taken) -> bool:
-    """Whether node m is a 2-D matmul of n's shape and dtype, read by nothing but n."""
+def _lone_product(graph, m: int, reader: int, escaping, taken) -> bool:
+    """Whether node m is a matmul of 2-D operands and of ``reader``'s dtype, read once by
+    ``reader`` and by nothing else."""
     nodes = graph.nx.nodes
     return (
         nodes[m]["op"] == "matmul"
         and m not in escaping
         and m not in taken
-        and list(graph.nx.succ[m]) == [n]
-        and len(graph.nx.pred[n][m]) == 1
-        and nodes[m]["shape"] == nodes[n]["shape"]
-        and nodes[m]["dtype"] == nodes[n]["dtype"]
+        and list(graph.nx.succ[m]) == [reader]
+        and len(graph.nx.pred[reader][m]) == 1
+        and nodes[m]["dtype"] == nodes[reader]["dtype"]
         and all(len(nodes[a]["shape"]) == 2 for a in graph.args(m))
     )
 
