@@ -1,6 +1,10 @@
 """Products added into arrays through BLAS gemm (``symgrad/blas.py``) and the kernels that
 add a big weight's gradient product into the weight (``symgrad/compile/accumulate.py``)."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -68,6 +72,24 @@ def test_no_accumulator_without_a_writable_contiguous_float_matrix():
     frozen = np.zeros((3, 3))
     frozen.flags.writeable = False
     assert blas.accumulator(frozen, 1.0) is None
+
+
+@needs_gemm
+def test_operands_of_the_wrong_shape_raise_numpys_error_and_leave_c_alone():
+    c = np.zeros((4, 5))
+    acc = blas.accumulator(c, 1.0)
+    with pytest.raises(ValueError):
+        acc(np.ones((4, 3)), np.ones((2, 5)))  # inner dims differ: gemm would read past b
+    with pytest.raises(ValueError):
+        acc(np.ones((3, 2)), np.ones((2, 5)))  # 3 rows into 4
+    np.testing.assert_array_equal(c, 0)
+
+
+def test_the_environment_can_turn_gemm_off():
+    code = "import numpy as np; from symgrad import blas; print(blas._gemm(np.dtype('f8')))"
+    env = {**os.environ, "SYMGRAD_NO_GEMM": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "None", done.stderr
 
 
 def test_without_gemm_there_is_no_accumulator(monkeypatch):
