@@ -122,7 +122,7 @@ class Accumulator:
         target = self.target if c is None else _target(c)
         ra, rb = self._read(a, target), self._read(b, target)
         c = self.c if c is None else c
-        if ra is None or rb is None or target is None or target[0] != c.dtype:
+        if ra is None or rb is None or target is None or target[0] != self.dtype:
             np.add(c, self.alpha * np.matmul(a, b), out=c)
             return
         m, n = c.shape
@@ -142,6 +142,11 @@ def _target(c: np.ndarray):
     if c.ndim != 2 or not c.flags.c_contiguous or not c.flags.writeable or c.size == 0:
         return None
     return c.dtype, c.ctypes.data, c.nbytes
+
+
+def available(dtype) -> bool:
+    """Whether BLAS ``gemm`` was found for ``dtype`` (float32 and float64 only)."""
+    return _gemm(np.dtype(dtype)) is not None
 
 
 def accumulator(c: np.ndarray | None, alpha: float, dtype=None) -> Accumulator | None:

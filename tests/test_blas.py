@@ -65,6 +65,20 @@ def test_operands_blas_cannot_read_go_through_numpy(case):
     np.testing.assert_allclose(c, want, rtol=1e-14, atol=1e-14)
 
 
+@needs_gemm
+def test_an_array_passed_on_each_call_is_checked_too():
+    acc = blas.accumulator(None, 2.0, np.float64)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((3, 5))
+    for c in (np.ones((4, 5)), np.ones((4, 5), np.float32), np.ones((5, 4)).T):
+        want = c.astype(np.float64) + 2.0 * (a @ b)
+        acc(a, b, c)  # float64, then float32 and F order, which go through NumPy
+        np.testing.assert_allclose(c, want, rtol=1e-6)
+    shared = np.ones((4, 5))
+    want = shared + 2.0 * (shared[:, :3] @ b)
+    acc(shared[:, :3], b, shared)  # an operand overlapping the array written
+    np.testing.assert_allclose(shared, want, rtol=1e-14)
+
+
 def test_no_accumulator_without_a_writable_contiguous_float_matrix():
     assert blas.accumulator(np.zeros((4, 4))[:, ::2], 1.0) is None
     assert blas.accumulator(np.zeros(5), 1.0) is None

@@ -129,7 +129,7 @@ def _summed_products(graph, order, in_place, escaping, dims, layout, taken) -> N
             continue
         if any(m in in_place for m in order[position[p] : position[n]]):
             continue  # a variable written between the products and the sum, which computes them
-        if blas.accumulator(None, 1.0, data["dtype"]) is None:
+        if not blas.available(data["dtype"]):
             continue
         layout.statements[n] = _summed_statement(graph, n, p, q, rest)
         layout.skip |= {p, q}
