@@ -1,18 +1,20 @@
 """Layout planning: values computed straight into memory laid out like the variables.
 
-Variables made one after another are adjacent (``symgrad/storage.py``). Three plans use that,
-each cutting NumPy calls, which is what small train steps are made of:
+Variables made one after another are adjacent (``symgrad/storage.py``). Two plans use that,
+each cutting NumPy calls, which is what small train steps are made of, and a third adds big
+products where they are summed:
 
 - **Packed updates.** When adjacent variables are updated as ``w <- w + c * g_w`` with one
   coefficient ``c``, each ``g_w`` is computed into a mirror buffer at its variable's offset,
   and the whole run is updated by one ``R += c * M`` instead of one or two calls per variable.
-- **Products added into variables** (``accumulate.py``): a big weight's gradient matmul
-  adds itself into the weight, through BLAS gemm.
 - **Bias in the matmul.** When a bias ``b`` is stored right after its weight ``W``, ``[W; b]``
   is one matrix and ``h @ W + b == [h, 1] @ [W; b]``: ``h`` is computed (or copied, when it is
   a narrow input) into a buffer whose last column holds ones, so the add disappears. If both
   gradients sit in a packed run, ``[h, 1]^T @ dz`` writes ``[dW; db]`` in one matmul and the
   bias gradient's sum disappears too.
+- **Products added where they are summed** (``accumulate.py``): through BLAS gemm, a big
+  weight's gradient products go straight into the weight, and ``A @ B + C @ D`` is one
+  matmul and one gemm.
 
 Buffers here are dedicated to their values (the memory plan never hands them out again), so
 the ones column and the gradients survive until they are used. Needs concrete dims.
