@@ -94,6 +94,20 @@ def test_fusion_keeps_matmuls_and_reductions_and_never_recomputes():
     np.testing.assert_allclose(fn(xv, Wv), sg.evaluate(out, {x: xv, W: Wv}), rtol=1e-13)
 
 
+def test_values_of_constants_alone_stay_out_of_kernels_and_are_computed_once():
+    # B + C is too big to fold while rewriting (5,000 elements): kept apart from the kernel
+    # reading x, a compiled kernel computes it once, when specialized to the shapes
+    g = sg.Graph()
+    x = g.input("x", (50, 100))
+    B, C = (g.constant(RNG.standard_normal((50, 100))) for _ in range(2))
+    out = sg.tanh((sg.exp(B) + C) * x)
+    fn = sg.compile(out, [x])
+    xv = RNG.standard_normal((50, 100))
+    np.testing.assert_allclose(fn(xv), sg.evaluate(out, {x: xv}), rtol=1e-13)
+    assert "computed once for these shapes" in fn.source
+    assert "np.exp(" not in fn.source
+
+
 def test_shared_subexpressions_are_computed_once():
     g = sg.Graph()
     x = g.input("x", (3,))

@@ -3,8 +3,9 @@ attribute is the SymPy expression of the whole group.
 
 Groups grow from consumers to producers: a node joins the group of its consumers only when
 all of them are in that one group, so nothing computed inside a group is needed outside it and
-nothing is computed twice. Matmuls, reductions and every other op stay boundaries, and a group
-has a bounded size and depth. A group's expression is composed once per distinct group
+nothing is computed twice. Matmuls, reductions and every other op stay boundaries, and so do
+values of constants alone (a compiled kernel computes those once, when it is specialized); a
+group has a bounded size and depth. A group's expression is composed once per distinct group
 structure (a 20,000-step chain has a handful of them) and emitted with every repeated
 subexpression computed once, in a statement of its own.
 
@@ -37,12 +38,13 @@ def fuse_elementwise(rw: Rewriter) -> None:
     if not rw.ordered:
         rw.compact()
     succ = rw.graph.nx._succ
+    static = _static(rw, sorted(succ))
     owner: dict[int, int] = {}
     depth: dict[int, int] = {}
     groups: dict[int, list[int]] = {}
     for n in sorted(succ, reverse=True):  # every consumer before its arguments
-        if not _fusable(rw, n):
-            continue
+        if not _fusable(rw, n) or n in static:
+            continue  # a value of constants alone stays a node: kernels compute it once
         root = None
         users = succ[n]
         if users and not rw.is_root(n):
@@ -63,6 +65,16 @@ def fuse_elementwise(rw: Rewriter) -> None:
             out = _fused(rw, root, sorted(members))
             if out is not None:
                 rw.replace(root, out, "fuse_elementwise", mark)
+
+
+def _static(rw: Rewriter, order: list[int]) -> set[int]:
+    """The nodes computed from constants alone (``order`` topological)."""
+    static: set[int] = set()
+    for n in order:
+        args = rw.args(n)
+        if rw.op(n) == "constant" or (args and all(a in static for a in args)):
+            static.add(n)
+    return static
 
 
 def _fusable(rw: Rewriter, n: int) -> bool:
