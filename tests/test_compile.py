@@ -524,3 +524,30 @@ def test_a_weird_elementwise_name_never_becomes_source():
     np.testing.assert_allclose(dx, 3 * xv**2, rtol=1e-12)
     assert_clean(fn.source)
     assert "evil" not in fn.source
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_column_sums_by_blas_are_as_accurate_as_numpys(dtype, keepdims):
+    g = sg.Graph()
+    x = g.input("x", ("n", 7), dtype)
+    s = sg.sum(x * 2.0, axis=0, keepdims=keepdims)  # into a workspace buffer
+    fresh = sg.sum(x, axis=0, keepdims=keepdims)  # an output: a fresh array
+    t = sg.sum(sg.transpose(x), axis=1)  # rows of a transposed view: no BLAS form
+    fn = sg.compile([s * 3.0, fresh, t], [x])
+    rng = np.random.default_rng(4)
+    eps = np.finfo(dtype).eps
+    for n in (5, 64, 1):
+        xv = rng.standard_normal((n, 7)).astype(dtype)
+        got = fn(xv)
+        exact = xv.astype(np.float64).sum(0, keepdims=keepdims)
+        size = np.abs(xv.astype(np.float64)).sum(0, keepdims=keepdims)
+        # the error bound of a sum of n terms (NumPy's own sums meet it too)
+        for a, scale in zip(got, (6.0, 1.0, 1.0)):
+            assert a.dtype == dtype
+            want, bound = scale * exact.reshape(a.shape), scale * n * eps * size.reshape(a.shape)
+            assert np.all(np.abs(a - want) <= bound + 1e-300)
+        xv[0, 0], xv[-1, 1] = np.inf, np.nan  # propagate as NumPy's sums do
+        inf_nan = [np.isposinf(a.reshape(-1)[:2]) for a in fn(xv)[:2]]
+        assert all(r[0] for r in inf_nan) and all(np.isnan(a.reshape(-1)[1]) for a in fn(xv))
+    assert fn.source.count("np.dot(z") == 2  # a kept vector of ones times the matrix

@@ -42,6 +42,7 @@ class EmitContext:
         self.dim_names: dict[str, str] = {}
         self.pending: list[tuple[str, str]] = []  # statements the current line needs first
         self.arg_ndims: list[int] = []  # ranks of the current node's arguments
+        self.arg_shapes: list[tuple] | None = None  # and their concrete shapes, if known
         self.node_shape: tuple | None = None  # the current node's concrete shape, if known
         self.node_dtype: str | None = None  # and its dtype
         self.scratches: dict[tuple, str] = {}  # (shape, dtype) -> name of a scratch array
@@ -67,12 +68,12 @@ class EmitContext:
             self.scratches[key] = self.const(np.empty(shape, dtype), "m")
         return self.scratches[key]
 
-    def zeros(self, shape: tuple, dtype) -> str:
-        """A read-only array of zeros the kernel keeps, shared by every statement asking for
-        the same shape and dtype."""
-        key = (tuple(shape), np.dtype(dtype), "zeros")
+    def filled(self, value: float, shape: tuple, dtype) -> str:
+        """A read-only array of ``value`` the kernel keeps, shared by every statement asking
+        for the same value, shape and dtype."""
+        key = (tuple(shape), np.dtype(dtype), ("filled", value))
         if key not in self.scratches:
-            z = np.zeros(shape, dtype)
+            z = np.full(shape, value, dtype)
             z.flags.writeable = False
             self.scratches[key] = self.const(z, "z")
         return self.scratches[key]
@@ -270,6 +271,11 @@ def emit_program(
         spec = get_op(op)
         args = [names[a] for a in graph.args(n)]
         ctx.arg_ndims = [len(graph.nx.nodes[a]["shape"]) for a in graph.args(n)]
+        ctx.arg_shapes = (
+            [resolve(graph.nx.nodes[a]["shape"], dims) for a in graph.args(n)]
+            if dims is not None
+            else None
+        )
         ctx.node_shape = resolve(data["shape"], dims) if dims is not None else None
         ctx.node_dtype = data["dtype"]
         if n in rescaled:  # a seed whose scale took the updates' learning rate

@@ -82,7 +82,7 @@ def _relu_into(ctx, out: str, args: list[str], attrs: dict) -> str:
     shape = ctx.node_shape
     if shape is None or not 0 < int(np.prod(shape)) <= ZEROS_OPERAND_LIMIT:
         return f"np.maximum({args[0]}, 0, out={out})"
-    return f"np.maximum({args[0]}, {ctx.zeros(shape, ctx.node_dtype)}, out={out})"
+    return f"np.maximum({args[0]}, {ctx.filled(0, shape, ctx.node_dtype)}, out={out})"
 
 
 OPS["relu"].emit_into = _relu_into

@@ -66,6 +66,10 @@ def _register(name):
 
 def _emit(name: str, ctx, x: str, attrs: dict, out: str | None) -> str:
     axes, keepdims = attrs["axis"], attrs["keepdims"]
+    if name == "sum":
+        by_blas = _sum_by_blas(ctx, x, axes, keepdims, out)
+        if by_blas is not None:
+            return by_blas
     call = f"{_REDUCER[name]}.reduce({x}, {axes!r}, None, {out}, {keepdims!r})"
     if name != "mean":
         return call
@@ -74,6 +78,25 @@ def _emit(name: str, ctx, x: str, attrs: dict, out: str | None) -> str:
     if out is None:  # the operator: NumPy's scalar division when the sum is one number
         return f"{call} / ({count})" if len(axes) > 1 else f"{call} / {count}"
     return f"{call}; np.true_divide({out}, {count}, out={out})"
+
+
+def _sum_by_blas(ctx, x: str, axes: tuple, keepdims: bool, out: str | None) -> str | None:
+    """A matrix's column sums (a bias gradient) as a vector of ones times the matrix: BLAS
+    gemv runs 1.5 to 8 times faster than NumPy's reduction across rows, and sums with more
+    accumulators. None where that does not apply. (Row sums stay NumPy's pairwise sums: in a
+    softmax's derivative they feed a difference that cancels.)"""
+    shapes, dtype = ctx.arg_shapes, ctx.node_dtype
+    if not shapes or len(shapes[0]) != 2 or axes != (0,) or 0 in shapes[0]:
+        return None
+    if dtype not in ("float32", "float64"):
+        return None
+    target = ctx.namespace.get(out) if out is not None else None
+    if out is not None and not (
+        isinstance(target, np.ndarray) and target.flags.c_contiguous and target.dtype == dtype
+    ):
+        return None  # np.dot writes only into a C-contiguous array of its own dtype
+    ones = ctx.filled(1, (1, shapes[0][0]) if keepdims else (shapes[0][0],), dtype)
+    return f"np.dot({ones}, {x}, {out})" if out is not None else f"np.dot({ones}, {x})"
 
 
 sum = _register("sum")  # noqa: A001
