@@ -3,11 +3,11 @@ attribute is the SymPy expression of the whole group.
 
 Groups grow from consumers to producers: a node joins the group of its consumers only when
 all of them are in that one group, so nothing computed inside a group is needed outside it and
-nothing is computed twice. Matmuls, reductions and every other op stay boundaries, and so do
-values of constants alone (a compiled kernel computes those once, when it is specialized); a
-group has a bounded size and depth. A group's expression is composed once per distinct group
-structure (a 20,000-step chain has a handful of them) and emitted with every repeated
-subexpression computed once, in a statement of its own.
+nothing is computed twice. Matmuls, reductions and every other op stay boundaries, values of
+constants alone form groups of their own (a compiled kernel computes those once, when it is
+specialized), and a group has a bounded size and depth. A group's expression is composed
+once per distinct group structure (a 20,000-step chain has a handful of them) and emitted with
+every repeated subexpression computed once, in a statement of its own.
 
 The members' expressions are put together as written (SymPy does not re-evaluate them), so a
 kernel does exactly the arithmetic of its nodes and gives the same numbers to the last bit.
@@ -43,14 +43,16 @@ def fuse_elementwise(rw: Rewriter) -> None:
     depth: dict[int, int] = {}
     groups: dict[int, list[int]] = {}
     for n in sorted(succ, reverse=True):  # every consumer before its arguments
-        if not _fusable(rw, n) or n in static:
-            continue  # a value of constants alone stays a node: kernels compute it once
+        if not _fusable(rw, n):
+            continue
         root = None
         users = succ[n]
         if users and not rw.is_root(n):
             owners = {owner.get(c) for c in users}
             r = owners.pop() if len(owners) == 1 else None
-            if r is not None and len(groups[r]) < MAX_GROUP and rw.dtype(r) == rw.dtype(n):
+            # a value of constants alone joins only its like: kernels compute those once
+            same = r is not None and (n in static) == (r in static)
+            if same and len(groups[r]) < MAX_GROUP and rw.dtype(r) == rw.dtype(n):
                 d = 1 + max(depth[c] for c in users)
                 if d <= MAX_DEPTH:
                     root, depth[n] = r, d
