@@ -106,6 +106,7 @@ def test_values_of_constants_alone_stay_out_of_kernels_and_are_computed_once():
     np.testing.assert_allclose(fn(xv), sg.evaluate(out, {x: xv}), rtol=1e-13)
     assert "computed once for these shapes" in fn.source
     assert "np.exp(" not in fn.source
+    assert len(kernels(fn)) == 2  # exp(B) + C fused on its own, apart from the x kernel
 
 
 def test_shared_subexpressions_are_computed_once():
