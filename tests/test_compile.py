@@ -551,3 +551,22 @@ def test_column_sums_by_blas_are_as_accurate_as_numpys(dtype, keepdims):
         inf_nan = [np.isposinf(a.reshape(-1)[:2]) for a in fn(xv)[:2]]
         assert all(r[0] for r in inf_nan) and all(np.isnan(a.reshape(-1)[1]) for a in fn(xv))
     assert fn.source.count("np.dot(z") == 2  # a kept vector of ones times the matrix
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_middle_axis_sums_by_einsum_equal_numpys_to_the_last_bit(dtype):
+    g = sg.Graph()
+    x = g.input("x", ("n", 6, 5), dtype)
+    inner = sg.sum(x * 2.0, axis=1)  # into a workspace buffer
+    kept = sg.sum(x, axis=1, keepdims=True)  # keepdims: NumPy's reduction
+    fn = sg.compile([inner * 3.0, sg.sum(x, axis=1), kept], [x])
+    rng = np.random.default_rng(6)
+    for n in (4, 1, 9):
+        xv = rng.standard_normal((n, 6, 5)).astype(dtype)
+        xv[0, 0, 0], xv[-1, 2, 1] = np.inf, np.nan
+        got = fn(xv)
+        want = [np.sum(xv * 2.0, 1) * 3.0, np.sum(xv, 1), np.sum(xv, 1, keepdims=True)]
+        for a, w in zip(got, want):
+            assert a.dtype == dtype
+            np.testing.assert_array_equal(a, w)
+    assert fn.source.count("np.einsum('ijk->ik'") == 2
