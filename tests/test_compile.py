@@ -570,3 +570,26 @@ def test_middle_axis_sums_by_einsum_equal_numpys_to_the_last_bit(dtype):
             assert a.dtype == dtype
             np.testing.assert_array_equal(a, w)
     assert fn.source.count("np.einsum('ijk->ik'") == 2
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_batch_times_one_matrix_is_one_product_of_stacked_rows(dtype):
+    g = sg.Graph()
+    x = g.input("x", ("b", 4, 3), dtype)
+    W, V = g.input("W", (3, 5), dtype), g.input("V", (4, 2), dtype)
+    h = sg.tanh(x)  # in a workspace buffer: its rows stack without a copy
+    y = sg.sum(sg.tanh(h @ W), axis=2)  # @ into a workspace buffer too
+    swapped = sg.transpose(h, (0, 2, 1))  # a strided view: np.matmul as before
+    z = sg.sum(sg.tanh(swapped @ V), axis=2)
+    fn = sg.compile([y, z], [x, W, V])
+    rng = np.random.default_rng(7)
+    for b in (6, 1, 6):
+        xv = rng.standard_normal((b, 4, 3)).astype(dtype)
+        Wv = rng.standard_normal((3, 5)).astype(dtype)
+        Vv = rng.standard_normal((4, 2)).astype(dtype)
+        got = fn(xv, Wv, Vv)
+        hv = np.tanh(xv)
+        np.testing.assert_array_equal(got[0], np.sum(np.tanh(np.matmul(hv, Wv)), axis=2))
+        want = np.sum(np.tanh(np.matmul(hv.transpose(0, 2, 1), Vv)), axis=2)
+        np.testing.assert_array_equal(got[1], want)
+    assert "np.matmul(" in fn.source and re.search(r"np\.dot\(s\d+, a1, s\d+\)", fn.source)
