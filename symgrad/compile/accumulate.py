@@ -27,17 +27,19 @@ from .memory import alias_roots, split_coefficient
 MIN_SIZE = 1 << 15  # elements of the array added into (a packed variable keeps its packed run)
 
 
-def plan_accumulate(graph: Graph, order: list[int], in_place: dict, escaping, folded, dims, layout):
-    """Add gemm statements to ``layout`` (``in_place`` as in ``plan_layout``)."""
+def plan_accumulate(
+    graph: Graph, order: list[int], position: dict, in_place: dict, escaping, folded, dims, layout
+):
+    """Add gemm statements to ``layout`` (``position`` {node: index in order}, ``in_place``
+    as in ``plan_layout``)."""
     taken = set(layout.slots) | set(layout.statements) | layout.skip | set(folded)
-    _summed_products(graph, order, in_place, escaping, dims, layout, taken)
-    _into_variables(graph, order, in_place, escaping, layout, taken)
+    _summed_products(graph, order, position, in_place, escaping, dims, layout, taken)
+    _into_variables(graph, order, position, in_place, escaping, layout, taken)
 
 
 # ---- into variables -------------------------------------------------------------------------
-def _into_variables(graph, order, in_place, escaping, layout, taken) -> None:
+def _into_variables(graph, order, position, in_place, escaping, layout, taken) -> None:
     nodes = graph.nx.nodes
-    position = {n: i for i, n in enumerate(order)}
     root = alias_roots(graph, order)
     readers: dict[int, dict[int, int]] = {}  # memory owner -> {reader: position}
     for i, n in enumerate(order):  # a node computed by another's statement reads there too
@@ -111,9 +113,8 @@ def _fix_known(ctx, acc: blas.Accumulator, *names: str) -> None:
 
 
 # ---- summed products ------------------------------------------------------------------------
-def _summed_products(graph, order, in_place, escaping, dims, layout, taken) -> None:
+def _summed_products(graph, order, position, in_place, escaping, dims, layout, taken) -> None:
     nodes = graph.nx.nodes
-    position = {n: i for i, n in enumerate(order)}
     for n in order:
         data = nodes[n]
         if n in taken or n in in_place or not is_float(data["dtype"]) or len(data["shape"]) != 2:

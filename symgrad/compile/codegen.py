@@ -78,6 +78,12 @@ class EmitContext:
             self.scratches[key] = self.const(z, "z")
         return self.scratches[key]
 
+    def contiguous(self, name: str | None) -> np.ndarray | None:
+        """The C-contiguous array the kernel keeps under ``name`` (a workspace buffer, a
+        variable, a constant), or None: a view of it made now is valid on every call."""
+        value = self.namespace.get(name) if name is not None else None
+        return value if isinstance(value, np.ndarray) and value.flags.c_contiguous else None
+
     def literal(self, v) -> str:
         """Source for a small static value: ints and finite floats inline, the rest by name."""
         if isinstance(v, bool) or v is None:

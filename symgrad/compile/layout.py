@@ -82,7 +82,7 @@ def plan_layout(
     position = {n: i for i, n in enumerate(order)}
     grads = _packed_updates(graph, order, in_place, escaping, folded, layout, position)
     _bias_in_matmul(graph, order, in_place, escaping, folded, dims, layout, grads, position)
-    plan_accumulate(graph, order, in_place, escaping, folded, dims, layout)
+    plan_accumulate(graph, order, position, in_place, escaping, folded, dims, layout)
     return layout
 
 

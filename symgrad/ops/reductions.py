@@ -15,6 +15,7 @@ from .structural import _nb, broadcast_to, equal, reshape, where
 _NUMPY = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 # the ufunc reductions are the same computation as np.sum & co. with less call overhead
 _REDUCER = {"sum": "np.add", "mean": "np.add", "max": "np.maximum", "min": "np.minimum"}
+_FLOATS = ("float32", "float64")  # the dtypes BLAS and einsum's fast loops take
 
 
 def _infer_for(name):
@@ -90,10 +91,8 @@ def _sum_by_blas(ctx, x: str, axes: tuple, keepdims: bool, out: str | None) -> s
         return None
     if dtype not in _FLOATS:
         return None
-    target = ctx.namespace.get(out) if out is not None else None
-    if out is not None and not (
-        isinstance(target, np.ndarray) and target.flags.c_contiguous and target.dtype == dtype
-    ):
+    target = ctx.contiguous(out)
+    if out is not None and (target is None or target.dtype != dtype):
         return None  # np.dot writes only into a C-contiguous array of its own dtype
     ones = ctx.filled(1, (1, shapes[0][0]) if keepdims else (shapes[0][0],), dtype)
     return f"np.dot({ones}, {x}, {out})" if out is not None else f"np.dot({ones}, {x})"
@@ -109,8 +108,6 @@ def _middle_sum(ctx, x: str, axes: tuple, out: str | None) -> str | None:
         return None
     return f"np.einsum('ijk->ik', {x}" + (f", out={out})" if out is not None else ")")
 
-
-_FLOATS = ("float32", "float64")
 
 sum = _register("sum")  # noqa: A001
 mean = _register("mean")
