@@ -4,9 +4,15 @@ A variable's array is a view of a chunk, so variables made one after another are
 memory. The compiler uses that: a run of adjacent variables updated the same way is updated
 by one NumPy call, and a bias stored right after its weight matrix forms one ``[W; b]``
 matrix, so ``h @ W + b`` is a single matmul of ``[h, 1]`` (see ``compile/layout.py``).
+
+Every array symgrad keeps for itself (variable chunks, kernel workspaces) comes from
+``staggered_empty``, which starts each one at its own offset within a memory page.
 """
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 
@@ -25,11 +31,35 @@ class VariableStorage:
         size = value.size
         chunk, used = self._free.get(value.dtype, (None, 0))
         if chunk is None or used + size > chunk.size:
-            chunk, used = np.empty(max(CHUNK, size + TAIL), value.dtype), 0
+            chunk, used = staggered_empty(max(CHUNK, size + TAIL), value.dtype), 0
         view = chunk[used : used + size].reshape(value.shape)
         view[...] = value
         self._free[value.dtype] = (chunk, used + size)
         return view
+
+
+PAGE = 4096  # bytes
+# an odd number of cache lines: successive arrays start at all 64 line offsets of a page
+STAGGER = 11 * 64
+_starts = itertools.count()
+
+
+def staggered_empty(shape, dtype) -> np.ndarray:
+    """An uninitialized C-contiguous array, like ``np.empty(shape, dtype)``. One of a page or
+    more starts at another offset within its page than the one made before it.
+
+    Arrays whose sizes are whole pages, allocated one after another, otherwise all start at
+    the same page offset. A NumPy call reading one and writing another then has its loads
+    wait on stores to the same offset (4K aliasing), and the arrays contend for the same
+    cache sets: 5-10% of a small training step."""
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(d) for d in shape)
+    size = math.prod(shape)
+    if size * dtype.itemsize < PAGE:
+        return np.empty(shape, dtype)
+    raw = np.empty(size + -(-PAGE // dtype.itemsize), dtype)
+    skip = (next(_starts) * STAGGER - address(raw)) % PAGE // dtype.itemsize
+    return raw[skip : skip + size].reshape(shape)
 
 
 def address(a: np.ndarray) -> int:

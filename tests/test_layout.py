@@ -6,7 +6,7 @@ import pytest
 
 import symgrad as sg
 from symgrad import blas
-from symgrad.storage import CHUNK, follows
+from symgrad.storage import CHUNK, PAGE, address, follows, staggered_empty
 
 rng = np.random.default_rng(5)
 
@@ -77,6 +77,32 @@ def test_variables_made_one_after_another_are_adjacent_copies():
     after = g.variable("after", np.arange(5.0))
     assert follows(big.value, after.value)
     np.testing.assert_array_equal(after.value, np.arange(5.0))
+
+
+def test_staggered_arrays_start_at_different_offsets_within_a_page():
+    arrays = [staggered_empty((64, 128), "float64") for _ in range(8)]
+    offsets = {address(a) % PAGE for a in arrays}
+    assert len(offsets) == 8  # whole-page arrays no longer all start at one offset
+    assert all(o % 64 == 0 for o in offsets)  # each on a cache line
+    for i, a in enumerate(arrays):
+        assert a.shape == (64, 128) and a.dtype == np.float64 and a.flags.c_contiguous
+        a[...] = i
+    for i, a in enumerate(arrays):  # no two overlap
+        assert (a == i).all()
+    for shape, dtype in [(5000, "float32"), ((3, 4096), bool), ((40, 40), "complex128")]:
+        a = staggered_empty(shape, dtype)
+        assert a.shape == np.empty(shape).shape and a.dtype == dtype and a.flags.aligned
+        assert a.flags.c_contiguous and a.flags.writeable
+    small = staggered_empty((3, 4), "float64")  # under a page: as np.empty makes it
+    assert small.base is None and small.shape == (3, 4)
+
+
+def test_variable_chunks_are_staggered_too():
+    g = sg.Graph()
+    big = [g.variable(f"W{i}", np.full(CHUNK, float(i))) for i in range(4)]  # a chunk each
+    assert len({address(v.value) % PAGE for v in big}) == 4
+    for i, v in enumerate(big):
+        np.testing.assert_array_equal(v.value, np.full(CHUNK, float(i)))
 
 
 @pytest.mark.parametrize("sizes", [(2, 16, 2), (5, 8, 6, 3)])
@@ -233,6 +259,24 @@ def test_a_biased_matmul_written_into_the_next_layers_ones_column_buffer():
         want = (Xv @ W0.value + b0.value) @ W1.value + b1.value
         np.testing.assert_allclose(fn(Xv), want, rtol=1e-13)
     assert not _bias_adds(fn.source)
+
+
+def test_a_wide_hidden_layer_takes_a_ones_column_only_while_small():
+    # writing h into [h, 1] is a strided pass: for a big h (64 x 128 here, 128 > 2 x 10
+    # columns) it costs more than the output layer's bias add and bias sum it would save
+    g, X, y, params, loss = mlp((64, 128, 10))
+    grads = sg.grad(loss, params)
+    step = sg.compile(loss, [X, y], updates={p: p - 0.1 * d for p, d in zip(params, grads)})
+    data = batches((64, 128, 10), (64, 8, 64, 8))
+    want = replay(params, loss, X, y, data, [0.1] * 4)
+    adds = []
+    for Xv, yv in data:
+        step(Xv, yv)
+        adds.append(len(_bias_adds(step.source)))
+    assert adds == [1, 0, 1, 0]  # batch 64: the output layer adds its bias; batch 8: in [h, 1]
+    assert "np.copyto(" in step.source  # the input keeps its ones column at every batch
+    for p, w in zip(params, want):
+        np.testing.assert_allclose(p.value, w, rtol=1e-11, atol=1e-13)
 
 
 def test_the_workspace_counts_the_layout_buffers_and_scratch_masks():

@@ -21,6 +21,7 @@ from ..graph import Graph
 from ..ops import get_op
 from ..ops.nn import head_call
 from ..ops.shapes import resolve
+from ..storage import staggered_empty
 from .head import Heads, plan_heads
 from .layout import Layout, add_scaled, plan_layout
 from .memory import (
@@ -65,7 +66,7 @@ class EmitContext:
         (shared by every statement asking for the same shape, dtype and ``slot``)."""
         key = (tuple(shape), np.dtype(dtype), slot)
         if key not in self.scratches:
-            self.scratches[key] = self.const(np.empty(shape, dtype), "m")
+            self.scratches[key] = self.const(staggered_empty(shape, dtype), "m")
         return self.scratches[key]
 
     def filled(self, value: float, shape: tuple, dtype) -> str:
@@ -73,7 +74,8 @@ class EmitContext:
         for the same value, shape and dtype."""
         key = (tuple(shape), np.dtype(dtype), ("filled", value))
         if key not in self.scratches:
-            z = np.full(shape, value, dtype)
+            z = staggered_empty(shape, dtype)
+            z[...] = value
             z.flags.writeable = False
             self.scratches[key] = self.const(z, "z")
         return self.scratches[key]
@@ -169,7 +171,7 @@ def _workspace_bytes(ctx: EmitContext, buffers: dict[int, str], layout: Layout) 
 
 def _buffer_views(ctx: EmitContext, graph: Graph, plan, dims: dict) -> dict[int, str]:
     """Allocate the plan's buffers once and name each value's view of its buffer."""
-    bases = [np.empty(size, dtype) for size, dtype in plan.buffers]
+    bases = [staggered_empty(size, dtype) for size, dtype in plan.buffers]
     names: dict[tuple, str] = {}
     out = {}
     for n, (b, shape) in plan.views(graph.nx.nodes, dims).items():

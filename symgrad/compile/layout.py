@@ -32,7 +32,7 @@ from ..ops import get_op
 from ..ops.elementwise import is_elementwise
 from ..ops.shapes import is_float, resolve
 from ..ops.sympy_numpy import emit_steps
-from ..storage import address, follows
+from ..storage import address, follows, staggered_empty
 from .accumulate import first_add_operands, plan_accumulate
 from .memory import kept_by_caller, scaled_argument
 
@@ -40,6 +40,9 @@ WIDE_INPUT = 2  # copy an input into a ones-column buffer only if it has <= 2x t
 # [h, 1] makes h a strided view, slower to write; that pays only while the two calls it saves
 # (the bias add and the bias gradient's sum) cost more than the work, at small sizes
 ONES_COLUMN_LIMIT = 1 << 14  # elements of [h, 1]
+# a computed h wider than WIDE_INPUT x the add's columns is written strided at half speed,
+# which from this many elements on costs more than the add and the sum it saves
+WIDE_HIDDEN_LIMIT = 1 << 12
 # a packed gradient keeps a buffer of its own; a big one is updated alone, where the call
 # saved is nothing next to the work and its buffer can be shared with other values
 PACK_LIMIT = 1 << 15  # elements of one variable
@@ -133,7 +136,7 @@ def _pack(graph, run, c: float, layout: Layout, position) -> bool:
     region = _region(arrays)
     if region is None:
         return False
-    mirror = np.empty(region.size, region.dtype)
+    mirror = staggered_empty(region.size, region.dtype)
     layout.owned.append(mirror)
     offset = 0
     for (_, _, value, grad), array in zip(run, arrays):
@@ -195,16 +198,19 @@ def _bias_in_matmul(
             batch = resolve(nodes[h]["shape"], dims)[0]
             if batch * (k + 1) > ONES_COLUMN_LIMIT:
                 continue
+            wide = k > WIDE_INPUT * m
             if nodes[h]["op"] == "input":
-                if k > WIDE_INPUT * m:
+                if wide:
                     continue  # copying the input costs more than the add it saves
+            elif wide and batch * k >= WIDE_HIDDEN_LIMIT:
+                continue
             elif not (
                 is_elementwise(nodes[h]["op"]) and _writable_into(graph, h, escaping, folded)
             ):
                 continue
             if h in layout.slots:
                 continue
-            aug = np.empty((batch, k + 1), nodes[h]["dtype"])
+            aug = staggered_empty((batch, k + 1), nodes[h]["dtype"])
             layout.owned.append(aug)
             aug[:, k] = 1
             names = (
