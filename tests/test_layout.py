@@ -1,6 +1,8 @@
 """Variable storage and layout plans: packed updates and biases folded into matmuls compute
 exactly what the reference evaluator does, and fall back cleanly when they do not apply."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -277,6 +279,23 @@ def test_a_wide_hidden_layer_takes_a_ones_column_only_while_small():
     assert "np.copyto(" in step.source  # the input keeps its ones column at every batch
     for p, w in zip(params, want):
         np.testing.assert_allclose(p.value, w, rtol=1e-11, atol=1e-13)
+
+
+def test_a_fused_relu_writes_the_next_layers_ones_column_from_a_contiguous_product():
+    # [h, 1] is a strided view: the product goes to a scratch array (np.dot, no stride) and
+    # the ReLU, against a kept array of zeros, writes the view once
+    g = sg.Graph()
+    X = g.input("X", ("batch", 3))
+    W0, b0 = g.variable("W0", rng.standard_normal((3, 8))), g.variable("b0", rng.standard_normal(8))
+    W1, b1 = g.variable("W1", rng.standard_normal((8, 2))), g.variable("b1", rng.standard_normal(2))
+    fn = sg.compile(sg.relu(X @ W0 + b0) @ W1 + b1, [X])
+    for batch in (5, 2, 5):
+        Xv = rng.standard_normal((batch, 3))
+        want = np.maximum(Xv @ W0.value + b0.value, 0) @ W1.value + b1.value
+        np.testing.assert_allclose(fn(Xv), want, rtol=1e-13)
+        first = fn.source.splitlines()[1]
+        assert re.search(r"np\.dot\(h\d+, wb\d+, (m\d+)\); np\.maximum\(\1, z\d+, out=s", first)
+    assert not _bias_adds(fn.source) and "np.matmul(h" not in first
 
 
 def test_the_workspace_counts_the_layout_buffers_and_scratch_masks():

@@ -238,14 +238,20 @@ def _biased_statement(aug, W_b, part: str | None, h: int, n: int, layout, rest, 
 
     def statement(ctx, names: dict, out: str, buffered: bool) -> str:
         copy = f"np.copyto({part}, {names[h]}); " if part else ""
+        product = out
         if not buffered:
             head = f"{out} = np.matmul({aug}, {W_b})"
-        elif n in layout.slots:  # the next layer's [h, 1]: a strided view, which np.dot refuses
-            head = f"np.matmul({aug}, {W_b}, out={out})"
-        else:
+        elif n not in layout.slots:
             head = f"np.dot({aug}, {W_b}, {out})"
+        elif rest and ctx.node_shape is not None:
+            # the next layer's [h, 1] is a strided view, slow to write twice: the product goes
+            # to a scratch array and the chain's first step writes the view
+            product = ctx.scratch(ctx.node_shape, ctx.node_dtype)
+            head = f"np.dot({aug}, {W_b}, {product})"
+        else:  # np.dot refuses a strided output
+            head = f"np.matmul({aug}, {W_b}, out={out})"
         args = [names[a] for a in arg_nodes]
-        tail = f"; {emit_steps(ctx, out, rest, args)}" if rest else ""
+        tail = f"; {emit_steps(ctx, out, rest, args, product)}" if rest else ""
         return f"{copy}{head}{tail}"
 
     return statement

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import sympy as sp
 
 from ..graph import Tensor
@@ -10,6 +9,7 @@ from .elementwise import apply_elementwise, define
 from .elementwise import sigmoid as _sigmoid
 from .elementwise import softplus as _softplus
 from .registry import OPS
+from .sympy_numpy import relu_zero
 
 P = sp.Piecewise
 
@@ -73,16 +73,9 @@ def _into(call: str):
 for _name, _call in UFUNCS.items():
     OPS[_name].emit_into = _into(_call)
 
-# np.maximum against a scalar 0 runs about half as fast as against an array of zeros, which
-# pays for its memory on arrays up to this many elements
-ZEROS_OPERAND_LIMIT = 1 << 14
-
 
 def _relu_into(ctx, out: str, args: list[str], attrs: dict) -> str:
-    shape = ctx.node_shape
-    if shape is None or not 0 < int(np.prod(shape)) <= ZEROS_OPERAND_LIMIT:
-        return f"np.maximum({args[0]}, 0, out={out})"
-    return f"np.maximum({args[0]}, {ctx.filled(0, shape, ctx.node_dtype)}, out={out})"
+    return f"np.maximum({args[0]}, {relu_zero(ctx)}, out={out})"
 
 
 OPS["relu"].emit_into = _relu_into

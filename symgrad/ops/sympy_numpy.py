@@ -440,12 +440,12 @@ def _is_spine(e) -> bool:
         isinstance(e, _CHAIN)
         or type(e) in _INTO_UNARY
         or (isinstance(e, sp.Pow) and e.exp == 2)
-        or _relu_argument(e) is not None
+        or relu_argument(e) is not None
     )
 
 
-def _relu_argument(e):
-    """a when ``e`` is max(a, 0) written as Piecewise((a, a > 0), (0, True)), else None."""
+def relu_argument(e):
+    """a when ``e`` is relu(a) = max(a, 0), Piecewise((a, a > 0), (0, True)); else None."""
     if isinstance(e, sp.Piecewise) and len(e.args) == 2 and e.args[1] == (0, sp.true):
         (a, cond) = e.args[0]
         if cond == (a > 0):
@@ -460,7 +460,7 @@ def into_steps(expr: sp.Expr) -> tuple | None:
     step may build on the previous one only through the output)."""
     if not _is_spine(expr):
         return None
-    relu = _relu_argument(expr)
+    relu = relu_argument(expr)
     if relu is not None:  # max(a, 0) over the output so far
         inner = into_steps(relu) if _is_spine(relu) else None
         return (inner or ()) + (("np.maximum", (None if inner else relu, sp.S.Zero)),)
@@ -524,18 +524,40 @@ def emit_into_expression(ctx, out: str, expr: sp.Expr, args: list[str]) -> str:
     return emit_steps(ctx, out, into_steps(expr), args)
 
 
-def emit_steps(ctx, out: str, steps: tuple, args: list[str]) -> str:
-    """Statements running ``steps`` (of ``into_steps``) on ``args`` into the array ``out``."""
+def emit_steps(ctx, out: str, steps: tuple, args: list[str], start: str | None = None) -> str:
+    """Statements running ``steps`` (of ``into_steps``) on ``args`` into the array ``out``; the
+    value so far is in ``start`` (default ``out``) before the first step."""
     parts = []
-    for ufunc, operands in steps:
+    for i, (ufunc, operands) in enumerate(steps):
+        so_far = start if i == 0 and start is not None else out
         srcs = []
         for slot, o in enumerate(operands):
             mask = _mask_into_scratch(ctx, ufunc, o, args, slot)
             if mask is not None:
                 parts.append(mask[0])
-            srcs.append(out if o is None else mask[1] if mask else _operand_source(ufunc, o, args))
+                srcs.append(mask[1])
+            elif o is None:
+                srcs.append(so_far)
+            elif ufunc == "np.maximum" and o == 0:
+                srcs.append(relu_zero(ctx))
+            else:
+                srcs.append(_operand_source(ufunc, o, args))
         parts.append(f"{ufunc}({', '.join(srcs)}, out={out})")
     return "; ".join(parts)
+
+
+# np.maximum against a scalar 0 runs about half as fast as against an array of zeros, which
+# pays for its memory on arrays up to this many elements
+ZEROS_OPERAND_LIMIT = 1 << 14
+
+
+def relu_zero(ctx) -> str:
+    """The 0 of a ReLU's np.maximum into the current node's array: an array of zeros of the
+    node's shape, kept by the kernel, where that is faster; else the scalar."""
+    shape = ctx.node_shape
+    if shape is None or not 0 < int(np.prod(shape)) <= ZEROS_OPERAND_LIMIT:
+        return "0"
+    return ctx.filled(0, shape, ctx.node_dtype)
 
 
 def _mask_into_scratch(ctx, ufunc: str, o, args: list[str], slot: int) -> tuple | None:
