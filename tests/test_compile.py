@@ -82,11 +82,13 @@ def test_source_is_readable_numpy():
     kernel = next(iter(fn._kernels.values()))[0]
     assert linecache.getline(kernel.__code__.co_filename, 2) == src.splitlines(True)[1]
     # every computing line names the graph node it computes, and that node has that op
-    # (a value is assigned to vN, or written into a reused buffer with out=)
+    # (a value is assigned to vN, or written into a reused buffer with out=); so does every
+    # comment on a node computed once (a folded value, a view of kept memory)
     lines = [ln for ln in src.splitlines() if re.match(r"\s+(v\d+ = |np\.\w+(\.\w+)?\()", ln)]
-    assert len(lines) > 10
-    for line in lines:
-        m = re.fullmatch(r"\s+(?:v(\d+) = )?.*  # %(\d+) (\w+)", line)
+    notes = [ln for ln in src.splitlines() if re.match(r"\s+# %\d+ \w+: ", ln)]
+    assert len(lines) + len(notes) > 10 and any("a view of" in ln for ln in notes)
+    for line in lines + notes:
+        m = re.fullmatch(r"\s+(?:v(\d+) = )?.*# %(\d+) (\w+)(?::.*)?", line)
         assert m, line
         node = int(m.group(2))
         assert m.group(1) is None or int(m.group(1)) == node
@@ -593,3 +595,45 @@ def test_a_batch_times_one_matrix_is_one_product_of_stacked_rows(dtype):
         want = np.sum(np.tanh(np.matmul(hv.transpose(0, 2, 1), Vv)), axis=2)
         np.testing.assert_array_equal(got[1], want)
     assert "np.matmul(" in fn.source and re.search(r"np\.dot\(s\d+, a1, s\d+\)", fn.source)
+
+
+def test_views_of_kept_arrays_are_made_once_and_follow_their_updates():
+    # W.T views the variable's own array, updated in place: the view made when the kernel is
+    # built reads every new value
+    g = sg.Graph()
+    x = g.input("x", ("b", 3))
+    W = g.variable("W", np.arange(12.0).reshape(4, 3) / 10)
+    out = sg.sum(sg.tanh(x @ sg.transpose(W)))
+    (dW,) = sg.grad(out, [W])
+    fn = sg.compile(out, [x], updates={W: W - 0.1 * dW})
+    rng = np.random.default_rng(8)
+    w = W.value.copy()
+    for b in (5, 2, 5):
+        xv = rng.standard_normal((b, 3))
+        t = np.tanh(xv @ w.T)
+        np.testing.assert_allclose(fn(xv), t.sum(), rtol=1e-13)
+        w = w - 0.1 * ((1 - t**2).T @ xv)
+        np.testing.assert_allclose(W.value, w, rtol=1e-13)
+    notes = re.findall(r"# %\d+ transpose: (t\d+), a view of (w\d+) made once", fn.source)
+    assert notes and not re.search(r"= w\d+\.T", fn.source)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_product_with_a_narrow_transposed_matrix_copies_it_first(dtype):
+    # dz @ W^T with W of 10 columns: BLAS is faster on a contiguous copy of W^T, for products
+    # between 4K and 64K elements
+    g = sg.Graph()
+    dz = g.input("dz", ("b", 10), dtype)
+    W = g.variable("W", np.random.default_rng(9).standard_normal((128, 10)), dtype)
+    fn = sg.compile(sg.tanh(dz @ sg.transpose(W)), [dz])
+    rng = np.random.default_rng(10)
+    for b, copied in [(64, True), (4, False), (64, True)]:
+        dv = rng.standard_normal((b, 10)).astype(dtype)
+        got = fn(dv)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(
+            got, np.tanh(dv @ W.value.T), rtol=1e-6 if dtype == "float32" else 1e-14
+        )
+        assert (
+            bool(re.search(r"np\.copyto\((m\d+), t\d+\); np\.dot\(a0, \1, ", fn.source)) == copied
+        )

@@ -109,7 +109,7 @@ def _added_into_variable(graph, accs: list, names: list[str], products: list[int
 
 def _fix_known(ctx, acc: blas.Accumulator, *names: str) -> None:
     # buffers, variables and constants are the same arrays on every call: read them once
-    acc.fix(*(ctx.namespace[x] for x in names if isinstance(ctx.namespace.get(x), np.ndarray)))
+    acc.fix(*(a for a in map(ctx.kept, names) if a is not None))
 
 
 # ---- summed products ------------------------------------------------------------------------

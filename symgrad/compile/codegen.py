@@ -80,11 +80,16 @@ class EmitContext:
             self.scratches[key] = self.const(z, "z")
         return self.scratches[key]
 
-    def contiguous(self, name: str | None) -> np.ndarray | None:
-        """The C-contiguous array the kernel keeps under ``name`` (a workspace buffer, a
-        variable, a constant), or None: a view of it made now is valid on every call."""
+    def kept(self, name: str | None) -> np.ndarray | None:
+        """The array the kernel keeps under ``name`` (a workspace buffer, a variable, a
+        constant, a view of one), or None: a view of it made now is valid on every call."""
         value = self.namespace.get(name) if name is not None else None
-        return value if isinstance(value, np.ndarray) and value.flags.c_contiguous else None
+        return value if isinstance(value, np.ndarray) else None
+
+    def contiguous(self, name: str | None) -> np.ndarray | None:
+        """The kept array under ``name`` if it is C-contiguous, else None."""
+        value = self.kept(name)
+        return value if value is not None and value.flags.c_contiguous else None
 
     def literal(self, v) -> str:
         """Source for a small static value: ints and finite floats inline, the rest by name."""
@@ -167,6 +172,19 @@ def _workspace_bytes(ctx: EmitContext, buffers: dict[int, str], layout: Layout) 
     arrays += layout.owned + [ctx.namespace[name] for name in ctx.scratches.values()]
     bases = {id(a if a.base is None else a.base): a if a.base is None else a.base for a in arrays}
     return sum(b.nbytes for b in bases.values())
+
+
+def _kept_view(ctx: EmitContext, spec, args: list[str], attrs: dict) -> np.ndarray | None:
+    """A view op's value, made now, when it views an array the kernel keeps (say ``W.T`` of
+    a variable); None for any other node, or where the op would copy."""
+    from .evaluate import resolve_attrs
+
+    arrays = [ctx.kept(a) for a in args] if spec.is_view and len(args) == 1 else [None]
+    if any(a is None for a in arrays) or (spec.shape_attrs and ctx.dims is None):
+        return None
+    value = spec.impl(arrays, resolve_attrs(spec, attrs, ctx.dims))
+    root = arrays[0] if arrays[0].base is None else arrays[0].base
+    return value if value is arrays[0] or value.base is root else None
 
 
 def _buffer_views(ctx: EmitContext, graph: Graph, plan, dims: dict) -> dict[int, str]:
@@ -316,6 +334,9 @@ def emit_program(
         elif plan is not None and n in plan.buffer:  # into a buffer reused across calls
             names[n] = buffers[n]
             body.append(f"{spec.emit_into(ctx, names[n], args, data['attrs'])}  # %{n} {label}")
+        elif (view := _kept_view(ctx, spec, args, data["attrs"])) is not None:
+            names[n] = ctx.const(view, "t")  # the same view of kept memory on every call
+            body.append(f"# %{n} {label}: {names[n]}, a view of {args[0]} made once")
         else:
             expr = spec.emit(ctx, args, data["attrs"])
             names[n] = f"v{n}"
