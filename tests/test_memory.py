@@ -111,10 +111,13 @@ def test_a_one_call_fused_kernel_writes_over_an_argument_dying_with_it():
         step(Xv, yv)
         for p, s, d in zip(params, start, ds):
             np.testing.assert_allclose(p.value, s - 0.1 * d, rtol=1e-12, atol=1e-14)
-    # the ReLU mask times the incoming gradient, into the buffer of one of the two
-    pattern = r"np\.greater\((s\d+), 0, out=(m\d+)\); np\.multiply\((s\d+), \2, out=(s\d+)\)"
+    # the ReLU mask (as floats) times the incoming gradient, into the buffer of one of the two
+    pattern = (
+        r"np\.greater\((s\d+), 0, out=(m\d+)\); np\.copyto\((m\d+), \2\); "
+        r"np\.multiply\((s\d+), \3, out=(s\d+)\)"
+    )
     mask = re.search(pattern, step.source)
-    assert mask and mask.group(4) in mask.group(1, 3)
+    assert mask and mask.group(5) in mask.group(1, 4)
 
 
 def test_masks_computed_into_scratch_arrays_keep_their_values_apart():
@@ -145,3 +148,34 @@ def test_a_product_or_sum_of_a_difference_is_computed_into_a_buffer(make):
         np.testing.assert_allclose(fn(*vals), sg.evaluate(out, dict(zip([a, b, c], vals))))
     assert "np.subtract(" in fn.source and "out=s" in fn.source
     assert not [line for line in fn.source.splitlines() if line.lstrip().startswith("v")][:-1]
+
+
+def test_a_relu_mask_product_allocates_nothing_per_call():
+    # float times bool is cast through a buffer NumPy allocates on every call (64 KiB here):
+    # the kernel copies the mask into floats it keeps instead
+    import tracemalloc
+
+    g = sg.Graph()
+    X = g.input("X", ("batch", 64))
+    W1 = g.variable("W1", rng.standard_normal((64, 128)) / 8)
+    W2 = g.variable("W2", rng.standard_normal((128, 4)) / 11)
+    loss = sg.sum(sg.square(sg.relu(X @ W1) @ W2))
+    grads = sg.grad(loss, [W1, W2])
+    step = sg.compile(loss, [X], updates={W: W - 1e-3 * d for W, d in zip([W1, W2], grads)})
+    Xv = rng.standard_normal((64, 64))
+    for _ in range(2):
+        start = [W1.value.copy(), W2.value.copy()]
+        ds = sg.evaluate(grads, {X: Xv})
+        step(Xv)
+        for W, s, d in zip([W1, W2], start, ds):
+            np.testing.assert_allclose(W.value, s - 1e-3 * d, rtol=1e-12, atol=1e-14)
+    assert "np.copyto(m" in step.source
+    tracemalloc.start()
+    try:
+        step(Xv)
+        tracemalloc.reset_peak()
+        step(Xv)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024

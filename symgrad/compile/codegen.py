@@ -61,9 +61,10 @@ class EmitContext:
         self.namespace[name] = value
         return name
 
-    def scratch(self, shape: tuple, dtype, slot: int = 0) -> str:
+    def scratch(self, shape: tuple, dtype, slot: int | str = 0) -> str:
         """An array of ``shape`` kept by the kernel for a value that lives within one statement
-        (shared by every statement asking for the same shape, dtype and ``slot``)."""
+        (shared by every statement asking for the same shape, dtype and ``slot``: the values
+        one statement needs at once take different slots)."""
         key = (tuple(shape), np.dtype(dtype), slot)
         if key not in self.scratches:
             self.scratches[key] = self.const(staggered_empty(shape, dtype), "m")

@@ -246,7 +246,7 @@ def _biased_statement(aug, W_b, part: str | None, h: int, n: int, layout, rest, 
         elif rest and ctx.node_shape is not None:
             # the next layer's [h, 1] is a strided view, slow to write twice: the product goes
             # to a scratch array and the chain's first step writes the view
-            product = ctx.scratch(ctx.node_shape, ctx.node_dtype)
+            product = ctx.scratch(ctx.node_shape, ctx.node_dtype, "product")
             head = f"np.dot({aug}, {W_b}, {product})"
         else:  # np.dot refuses a strided output
             head = f"np.matmul({aug}, {W_b}, out={out})"

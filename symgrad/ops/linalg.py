@@ -32,7 +32,7 @@ def _matmul_into(ctx, out: str, a: list[str]) -> str:
         # buffer, is C-contiguous and of the result's dtype, as np.dot requires
         right = _narrow_transposed(ctx, a[1])
         if right is not None:
-            copy = ctx.scratch(right.shape, right.dtype)
+            copy = ctx.scratch(right.shape, right.dtype, "narrow")
             return f"np.copyto({copy}, {a[1]}); np.dot({a[0]}, {copy}, {out})"
         return f"np.dot({a[0]}, {a[1]}, {out})"
     flat = _stacked_rows(ctx, out, a)

@@ -19,6 +19,7 @@ import sympy as sp
 
 from .. import runtime
 from ..errors import GraphError
+from .shapes import is_float
 
 
 @functools.cache
@@ -563,11 +564,17 @@ def relu_zero(ctx) -> str:
 def _mask_into_scratch(ctx, ufunc: str, o, args: list[str], slot: int) -> tuple | None:
     """(the statement, the name) computing a comparison operand (a ReLU mask) into a bool
     scratch array the kernel keeps, instead of a fresh array on every call; operands of one
-    call (``slot``) take different arrays."""
+    call (``slot``) take different arrays. A float product gets the mask as floats: a float
+    times a bool is cast through a buffer NumPy allocates on every call (64 KiB in float64),
+    while copying the bools into floats first costs the same time and allocates nothing."""
     cond = indicator(o) if ufunc == "np.multiply" and o is not None else None
     if cond is None or type(cond) not in RELATIONS or ctx.node_shape is None:
         return None
     name = ctx.scratch(ctx.node_shape, np.bool_, slot)
     compare = f"np.{RELATIONS[type(cond)][1].__name__}"
     lhs, rhs = to_source(cond.lhs, args), to_source(cond.rhs, args)
-    return f"{compare}({lhs}, {rhs}, out={name})", name
+    statement = f"{compare}({lhs}, {rhs}, out={name})"
+    if not is_float(ctx.node_dtype):
+        return statement, name
+    floats = ctx.scratch(ctx.node_shape, ctx.node_dtype, f"mask{slot}")
+    return f"{statement}; np.copyto({floats}, {name})", floats
