@@ -561,12 +561,16 @@ def relu_zero(ctx) -> str:
     return ctx.filled(0, shape, ctx.node_dtype)
 
 
+FLOAT_MASK_LIMIT = 1 << 16  # elements
+
+
 def _mask_into_scratch(ctx, ufunc: str, o, args: list[str], slot: int) -> tuple | None:
     """(the statement, the name) computing a comparison operand (a ReLU mask) into a bool
     scratch array the kernel keeps, instead of a fresh array on every call; operands of one
     call (``slot``) take different arrays. A float product gets the mask as floats: a float
-    times a bool is cast through a buffer NumPy allocates on every call (64 KiB in float64),
-    while copying the bools into floats first costs the same time and allocates nothing."""
+    times a bool is cast through a buffer NumPy allocates on every call (up to 8192 elements),
+    while copying the bools into floats first costs the same time and allocates nothing. Past
+    FLOAT_MASK_LIMIT elements the kept floats would outweigh that buffer many times over."""
     cond = indicator(o) if ufunc == "np.multiply" and o is not None else None
     if cond is None or type(cond) not in RELATIONS or ctx.node_shape is None:
         return None
@@ -574,7 +578,7 @@ def _mask_into_scratch(ctx, ufunc: str, o, args: list[str], slot: int) -> tuple 
     compare = f"np.{RELATIONS[type(cond)][1].__name__}"
     lhs, rhs = to_source(cond.lhs, args), to_source(cond.rhs, args)
     statement = f"{compare}({lhs}, {rhs}, out={name})"
-    if not is_float(ctx.node_dtype):
+    if not is_float(ctx.node_dtype) or int(np.prod(ctx.node_shape)) > FLOAT_MASK_LIMIT:
         return statement, name
     floats = ctx.scratch(ctx.node_shape, ctx.node_dtype, f"mask{slot}")
     return f"{statement}; np.copyto({floats}, {name})", floats
