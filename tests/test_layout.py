@@ -248,12 +248,22 @@ def test_a_big_variable_is_updated_alone(gemm, monkeypatch):
         np.testing.assert_allclose(p.value, w, rtol=1e-11, atol=1e-13)
 
 
-def test_a_biased_matmul_written_into_the_next_layers_ones_column_buffer():
-    # no activation between the layers: the first sum is itself the next layer's [h, 1]
+def two_layers(hidden: int):
+    """X of 3 features and two layers (3 -> hidden -> 2), each a weight and its bias."""
     g = sg.Graph()
     X = g.input("X", ("batch", 3))
-    W0, b0 = g.variable("W0", rng.standard_normal((3, 5))), g.variable("b0", rng.standard_normal(5))
-    W1, b1 = g.variable("W1", rng.standard_normal((5, 2))), g.variable("b1", rng.standard_normal(2))
+    W0 = g.variable("W0", rng.standard_normal((3, hidden)))
+    b0 = g.variable("b0", rng.standard_normal(hidden))
+    W1, b1 = (
+        g.variable("W1", rng.standard_normal((hidden, 2))),
+        g.variable("b1", rng.standard_normal(2)),
+    )
+    return X, W0, b0, W1, b1
+
+
+def test_a_biased_matmul_written_into_the_next_layers_ones_column_buffer():
+    # no activation between the layers: the first sum is itself the next layer's [h, 1]
+    X, W0, b0, W1, b1 = two_layers(5)
     out = (X @ W0 + b0) @ W1 + b1
     fn = sg.compile(out, [X])
     for batch in (4, 2):
@@ -284,10 +294,7 @@ def test_a_wide_hidden_layer_takes_a_ones_column_only_while_small():
 def test_a_fused_relu_writes_the_next_layers_ones_column_from_a_contiguous_product():
     # [h, 1] is a strided view: the product goes to a scratch array (np.dot, no stride) and
     # the ReLU, against a kept array of zeros, writes the view once
-    g = sg.Graph()
-    X = g.input("X", ("batch", 3))
-    W0, b0 = g.variable("W0", rng.standard_normal((3, 8))), g.variable("b0", rng.standard_normal(8))
-    W1, b1 = g.variable("W1", rng.standard_normal((8, 2))), g.variable("b1", rng.standard_normal(2))
+    X, W0, b0, W1, b1 = two_layers(8)
     fn = sg.compile(sg.relu(X @ W0 + b0) @ W1 + b1, [X])
     for batch in (5, 2, 5):
         Xv = rng.standard_normal((batch, 3))
