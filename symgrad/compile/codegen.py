@@ -33,6 +33,10 @@ from .memory import (
 )
 from .scaling import fold_update_scale
 
+# names of the kernel's locals: its arguments aN, dims dN, values vN, temporaries tN, copied
+# outputs uN and the result rN
+LOCAL_PREFIXES = frozenset("adrtuv")
+
 
 class EmitContext:
     """What an op's ``emit`` may ask for while writing its expression."""
@@ -57,6 +61,9 @@ class EmitContext:
         return name
 
     def const(self, value, hint: str = "k") -> str:
+        """A name bound to ``value`` in the kernel's namespace: ``hint`` and a number."""
+        if hint in LOCAL_PREFIXES:  # tN, vN ... are the kernel's locals: they would shadow it
+            raise ValueError(f"a kept value's name may not start with {hint!r}")
         name = f"{hint}{len(self.namespace)}"
         self.namespace[name] = value
         return name
@@ -336,7 +343,7 @@ def emit_program(
             names[n] = buffers[n]
             body.append(f"{spec.emit_into(ctx, names[n], args, data['attrs'])}  # %{n} {label}")
         elif (view := _kept_view(ctx, spec, args, data["attrs"])) is not None:
-            names[n] = ctx.const(view, "t")  # the same view of kept memory on every call
+            names[n] = ctx.const(view, "view")  # the same view of kept memory on every call
             body.append(f"# %{n} {label}: {names[n]}, a view of {args[0]} made once")
         else:
             expr = spec.emit(ctx, args, data["attrs"])
@@ -348,7 +355,7 @@ def emit_program(
                 body.append(f"del {', '.join(temps)}")
             ctx.pending.clear()
         body += [f"{src}  # %{n} {label}" for src in layout.after.get(n, ())]
-        dead = [names[a] for a in dies_at.get(n, ()) if names[a].startswith("v")]
+        dead = [names[a] for a in dies_at.get(n, ()) if names[a] == f"v{a}"]  # fresh values
         if dead:  # free intermediates at their last use, so memory is reused, not grown
             body.append(f"del {', '.join(dead)}")
     if dims is None and ctx.dim_names:
