@@ -50,7 +50,7 @@ class EmitContext:
         self.arg_shapes: list[tuple] | None = None  # and their concrete shapes, if known
         self.node_shape: tuple | None = None  # the current node's concrete shape, if known
         self.node_dtype: str | None = None  # and its dtype
-        self.scratches: dict[tuple, str] = {}  # (shape, dtype) -> name of a scratch array
+        self.scratches: dict[tuple, str] = {}  # (shape, dtype, slot) -> a kept array's name
         self._temps = 0
 
     def statement(self, src: str) -> str:
