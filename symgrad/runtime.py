@@ -7,6 +7,7 @@ every compiled step, on arrays that are often small, so each is written as few N
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def logsumexp(x, axis, keepdims, out=None):
     if 0 < x.size <= _TINY and last >= 1 and (not isinstance(axis, tuple) or len(axis) == 1):
         # log(exp(a) + exp(b)) pair by pair: -inf and +inf rows come out right by themselves
         return np.logaddexp.reduce(x, axis, None, out, keepdims)
-    if not _short_last_axis(x, axis):
+    if not _short_last_axis(x.shape, axis):
         return _logsumexp_rows(x, axis, keepdims, out)
     e, m = _shifted_exp_by_class(x)
     s = np.add.reduce(e, 0, None, out[..., 0] if keepdims and out is not None else out)
@@ -117,15 +118,18 @@ def logsumexp(x, axis, keepdims, out=None):
     return s[..., None] if keepdims else s
 
 
-def _short_last_axis(x, axis) -> bool:
-    return x.ndim >= 2 and x.shape[-1] <= _SHORT_AXIS and _is_last(axis, x.ndim)
+def _short_last_axis(shape: tuple, axis) -> bool:
+    return len(shape) >= 2 and shape[-1] <= _SHORT_AXIS and _is_last(axis, len(shape))
 
 
-def _shifted_exp_by_class(x):
+def _shifted_exp_by_class(x, work=None):
     """(exp(x - m) with the last axis moved first, m): m the row maxima, clipped finite. The
     class axis moved first and copied contiguous makes each step one vectorized pass per class
-    instead of a tiny loop per row, and the copy is the workspace."""
-    e = x.T.copy() if x.ndim == 2 else np.moveaxis(x, -1, 0).copy()
+    instead of a tiny loop per row, and the copy is the workspace (``work`` if given)."""
+    moved = x.T if x.ndim == 2 else np.moveaxis(x, -1, 0)
+    e = moved.copy() if work is None else work
+    if work is not None:
+        np.copyto(e, moved)
     lo, hi = _finite_range(e.dtype)
     m = np.maximum.reduce(e, 0, None, None, False, lo)  # an all -inf row: a finite shift
     np.minimum(m, hi, out=m)  # a +inf entry: inf - hi is inf, not inf - inf = nan
@@ -152,11 +156,21 @@ def _logsumexp_rows(x, axis, keepdims, out):
     return out
 
 
-def softmax(x, axis, out=None):
-    """exp(x) / sum(exp(x)) over ``axis``, shifted by the max; written into ``out`` if given."""
+def softmax_workspace(shape: tuple, axis) -> tuple | None:
+    """The shape of the workspace softmax uses on an array of ``shape`` (its last axis moved
+    first), or None where it works along the rows in place."""
+    if not _short_last_axis(shape, axis) or math.prod(shape) < 256:
+        return None
+    return (shape[-1], *shape[:-1])
+
+
+def softmax(x, axis, out=None, work=None):
+    """exp(x) / sum(exp(x)) over ``axis``, shifted by the max; written into ``out`` if given.
+    ``work``, an array of ``softmax_workspace(x.shape, axis)`` and the result's dtype, saves
+    allocating that workspace."""
     x = _floating(x)
-    if _short_last_axis(x, axis) and x.size >= 256:
-        e, _ = _shifted_exp_by_class(x)
+    if softmax_workspace(x.shape, axis) is not None:
+        e, _ = _shifted_exp_by_class(x, work)
         np.divide(e, np.add.reduce(e, 0), out=e)
         back = e.T if x.ndim == 2 else np.moveaxis(e, 0, -1)
         if out is None:
@@ -199,6 +213,20 @@ def _subtract_at_labels(grad, labels, scale, at=None) -> None:
         return
     index = (*np.indices(labels.shape, sparse=True), labels)
     np.subtract.at(grad, index, step)
+
+
+def minus_one_hot(x, labels, scale=None, out=None):
+    """scale * (x - one_hot(labels)) over the last axis, with no one-hot matrix: x (scaled,
+    into ``out`` if given, which may be x itself) with ``scale`` taken off each row's
+    labelled entry; ``scale`` as in softmax_minus_one_hot."""
+    if scale is not None:
+        out = np.multiply(x, scale, out=out)
+    elif out is None:
+        out = np.array(x)
+    elif out is not x:
+        np.copyto(out, x)
+    _subtract_at_labels(out, labels, scale)
+    return out
 
 
 def softmax_cross_entropy(logits, labels, losses, grad, scale=None):

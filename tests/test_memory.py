@@ -179,3 +179,38 @@ def test_a_relu_mask_product_allocates_nothing_per_call():
     finally:
         tracemalloc.stop()
     assert peak < 8 * 1024
+
+
+def test_an_hvp_allocates_nothing_per_call_but_its_results():
+    # its ReLU masks are kept nodes of their own (each read twice), its softmax is kept for the
+    # tangent, and its gradient is that softmax less the labels' ones: all in kept arrays
+    import tracemalloc
+
+    g = sg.Graph()
+    X, y = g.input("X", ("batch", 64)), g.input("y", ("batch",), "int64")
+    shapes = [(64, 128), (128,), (128, 10), (10,)]
+    params = [g.input(f"p{i}", s) for i, s in enumerate(shapes)]
+    vs = [g.input(f"v{i}", s) for i, s in enumerate(shapes)]
+    W1, b1, W2, b2 = params
+    loss = sg.cross_entropy(sg.relu(X @ W1 + b1) @ W2 + b2, y).mean()
+    hv = sg.hvp(loss, params, vs)
+    fn = sg.compile(hv, [X, y, *params, *vs])
+    for batch in (64, 32, 64):
+        vals = [rng.standard_normal((batch, 64)), rng.integers(0, 10, batch)]
+        vals += [rng.standard_normal(s) / 8 for s in shapes]
+        vals += [rng.standard_normal(s) for s in shapes]
+        want = sg.evaluate(hv, dict(zip([X, y, *params, *vs], vals)))
+        for a, w in zip(fn(*vals), want):
+            np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-14)
+    source = fn.source
+    assert "np.asarray(" not in source and "rt.one_hot(" not in source
+    assert "rt.minus_one_hot(" in source and "out=m" in source
+    tracemalloc.start()
+    try:
+        fn(*vals)
+        tracemalloc.reset_peak()
+        results = fn(*vals)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - sum(r.nbytes for r in results) < 4 * 1024  # 60 KiB of masks and one-hots before

@@ -104,6 +104,15 @@ def xent_gradient_case(g):
     return [sg.grad(sg.cross_entropy(z, y).mean(), z)], [z, y], [zv, yv]
 
 
+def xent_hvp_case(g):
+    # the HVP reads the softmax again: its gradient keeps the softmax, less the labels' ones
+    z, zv = _x(g, (4, 3))
+    y, yv = _labels(g)
+    v, vv = _x(g, (4, 3), "v")
+    (hv,) = sg.hvp(sg.cross_entropy(z, y).mean(), [z], [v])
+    return [hv, sg.grad(sg.cross_entropy(z, y).mean(), z)], [z, y, v], [zv, yv, vv]
+
+
 def xent_gradient_and_value_case(g):
     z, zv = _x(g, (4, 3))
     y, yv = _labels(g)
@@ -185,6 +194,7 @@ CASES = {
     "softmax_cross_entropy": xent_case,
     "sum_one_hot": sum_one_hot_case,
     "softmax_minus_one_hot": xent_gradient_case,
+    "minus_one_hot": xent_hvp_case,
     "scatter_concat": scatter_concat_case,
     "share_logsumexp": xent_gradient_and_value_case,
     "scale_softmax_minus_one_hot": xent_weighted_gradient_case,
@@ -533,3 +543,41 @@ def test_fused_cross_entropy_gradient_with_extra_batch_axes():
     want = e / e.sum(-1, keepdims=True) - np.eye(3)[yv]
     (got,) = fn(zv, yv)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("classes", [3, 1000])
+def test_hvp_of_cross_entropy_builds_no_one_hot_matrix(classes):
+    """The HVP keeps the softmax for its tangent, so its gradient is the softmax with 1/batch
+    taken off at each label: no one-hot matrix, and the scale folded into that one pass."""
+    g = sg.Graph()
+    z, v = g.input("z", (5, classes)), g.input("v", (5, classes))
+    y = g.input("y", (5,), "int64")
+    loss = sg.cross_entropy(z, y).mean()
+    (hv,) = sg.hvp(loss, [z], [v])
+    zv, vv = RNG.standard_normal((5, classes)) * 10, RNG.standard_normal((5, classes))
+    yv = RNG.integers(0, classes, 5)
+    fn = compare([hv, sg.grad(loss, z)], [z, y, v], [zv, yv, vv])
+    assert "rt.one_hot(" not in fn.source and "rt.minus_one_hot(" in fn.source
+    assert "scale=" in fn.source.split("rt.minus_one_hot(")[1].split("\n")[0]
+    # by hand: H v = (diag(p) - p p^T) v / batch, row by row; the gradient (p - e_y) / batch
+    e = np.exp(zv - zv.max(-1, keepdims=True))
+    p = e / e.sum(-1, keepdims=True)
+    want_hv = (p * vv - p * (p * vv).sum(-1, keepdims=True)) / 5
+    want_grad = (p - np.eye(classes)[yv]) / 5
+    got_hv, got_grad = fn(zv, yv, vv)
+    np.testing.assert_allclose(got_hv, want_hv, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-10, atol=1e-15)
+
+
+def test_minus_one_hot_keeps_the_values_of_any_minuend():
+    g = sg.Graph()
+    x = g.input("x", (2, 4, 3))
+    y = g.input("y", (2, 4), "int64")
+    t = sg.tanh(x)
+    outs = [t - sg.one_hot(y, 3), (t - sg.one_hot(y, 3)) * 0.5, t * 2.0]
+    xv, yv = RNG.standard_normal((2, 4, 3)), RNG.integers(0, 3, (2, 4))
+    fn = compare(outs, [x, y], [xv, yv])
+    assert fn.rewrite_log.get("minus_one_hot", 0) >= 1 and "rt.one_hot(" not in fn.source
+    got = fn(xv, yv)
+    np.testing.assert_allclose(got[0], np.tanh(xv) - np.eye(3)[yv], rtol=1e-14)
+    np.testing.assert_allclose(got[1], (np.tanh(xv) - np.eye(3)[yv]) * 0.5, rtol=1e-14)

@@ -2,6 +2,8 @@
 values and finite gradients, equal to the stable formulas, where the graph as written gives
 inf or nan."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -132,3 +134,24 @@ def test_exp_log_stays_where_log_may_be_nan():
     assert "exp_log" not in fn.rewrite_log  # x may be negative: log(x) is nan there
     with np.errstate(invalid="ignore"):
         assert np.isnan(fn(np.array([-1.0, 1.0, 2.0]))[0])
+
+
+def test_softmax_into_kept_arrays_across_batch_sizes():
+    # a short class axis: the softmax works class-first in an array the kernel keeps, then
+    # writes its buffer; fewer than 256 entries work along the rows
+    g = sg.Graph()
+    x, w = g.input("x", ("n", 10)), g.input("w", ("n", 10))
+    p = sg.softmax(x)
+    outs = [sg.sum(p * w, -1), sg.sum(p * p, -1)]
+    fn = sg.compile(outs, [x, w])
+    rng = np.random.default_rng(3)
+    for n in (64, 8, 64, 30):
+        xv, wv = rng.standard_normal((2, n, 10)) * 300  # logits far past exp's range
+        xv[0, :] = 1000.0  # a row of equal huge logits
+        want_p = np.exp(log_softmax(xv))
+        got = fn(xv, wv)
+        np.testing.assert_allclose(got[0], (want_p * wv).sum(-1), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got[1], (want_p * want_p).sum(-1), rtol=1e-12)
+        if n == 64:
+            assert re.search(r"rt\.softmax\(a0, \(1,\), s\d+, m\d+\)", fn.source), fn.source
+        assert np.isfinite(got[0]).all() and got[1][0] == pytest.approx(0.1)

@@ -27,12 +27,20 @@ def _same(types, attrs):
     return types[0].shape, exp_dtype(types[0].dtype)
 
 
+def _softmax_into(ctx, out: str, args: list[str], attrs: dict) -> str:
+    shape = ctx.node_shape
+    work = None if shape is None else runtime.softmax_workspace(shape, attrs["axis"])
+    kept = "" if work is None else ", " + ctx.scratch(work, ctx.node_dtype, "softmax")
+    return f"rt.softmax({args[0]}, {attrs['axis']!r}, {out}{kept})"
+
+
 register(
     Op(
         "softmax",
         infer=_same,
         impl=lambda a, at: runtime.softmax(a[0], at["axis"]),
         emit=lambda ctx, a, at: f"rt.softmax({a[0]}, {at['axis']!r})",
+        emit_into=_softmax_into,
     )
 )
 register(
@@ -190,6 +198,34 @@ def one_hot(labels: Tensor, depth: int, dtype: str = "float64") -> Tensor:
     return labels.graph.apply("one_hot", [labels], {"depth": int(depth), "dtype": dtype})
 
 
+# scale * (x - one_hot(y)) over x's last axis, with no one-hot matrix: made by a rewrite of
+# compiled graphs where the softmax is needed anyway (else softmax_minus_one_hot below);
+# an optional scale as there
+register(
+    Op(
+        "minus_one_hot",
+        infer=_infer_one_hot_residual,
+        impl=lambda a, at: runtime.minus_one_hot(*_minus_parts(a, at)),
+        emit=lambda ctx, a, at: _residual_call("minus_one_hot", a, at),
+        emit_into=lambda ctx, out, a, at: _residual_call("minus_one_hot", a, at, out),
+        arity=(2, 3),
+        differentiable=False,
+    )
+)
+
+
+def _minus_parts(args, attrs) -> tuple:
+    x, y, _, scale = residual_parts(args, attrs)
+    return x, y, scale
+
+
+def minus_one_hot(x: Tensor, labels: Tensor, scale: Tensor | None = None) -> Tensor:
+    """scale * (x - one_hot(labels, x.shape[-1], x.dtype)), without the one-hot matrix;
+    ``scale`` one value or one per row (shape (..., 1))."""
+    args, attrs = ([x, labels], {}) if scale is None else ([x, labels, scale], {"scaled": True})
+    return x.graph.apply("minus_one_hot", args, attrs)
+
+
 def _xent_residual(node) -> Tensor:
     """softmax(z) - one_hot(y): d loss / d logits per example."""
     z, y = node.args
@@ -208,11 +244,11 @@ def _xent_jvp(node, tangents):
 OPS["cross_entropy"].vjp, OPS["cross_entropy"].jvp = _xent_vjp, _xent_jvp
 
 
-def _residual_call(args, attrs, out=None) -> str:
+def _residual_call(op: str, args, attrs, out=None) -> str:
     z, y, lse, scale = residual_parts(args, attrs)
     extra = {"lse": lse, "scale": scale, "out": out}
     keywords = "".join(f", {k}={v}" for k, v in extra.items() if v is not None)
-    return f"rt.softmax_minus_one_hot({z}, {y}{keywords})"
+    return f"rt.{op}({z}, {y}{keywords})"
 
 
 # softmax(z) - one_hot(y) in one pass: what the cross-entropy gradient computes; made by a
@@ -224,8 +260,8 @@ register(
         "softmax_minus_one_hot",
         infer=_infer_one_hot_residual,
         impl=lambda a, at: runtime.softmax_minus_one_hot(*residual_parts(a, at)),
-        emit=lambda ctx, a, at: _residual_call(a, at),
-        emit_into=lambda ctx, out, a, at: _residual_call(a, at, out),
+        emit=lambda ctx, a, at: _residual_call("softmax_minus_one_hot", a, at),
+        emit_into=lambda ctx, out, a, at: _residual_call("softmax_minus_one_hot", a, at, out),
         arity=(2, 4),
         differentiable=False,
     )

@@ -458,7 +458,10 @@ def relu_argument(e):
 def into_steps(expr: sp.Expr) -> tuple | None:
     """Steps ``(ufunc, operands)`` computing ``expr`` into one output array, each operand a
     subexpression or None for the output so far; None when ``expr`` is not such a chain (each
-    step may build on the previous one only through the output)."""
+    step may build on the previous one only through the output; a bare 0/1 mask is one
+    ``np.copyto`` step)."""
+    if _comparison(indicator(expr)):
+        return (("np.copyto", (expr,)),)
     if not _is_spine(expr):
         return None
     relu = relu_argument(expr)
@@ -530,6 +533,9 @@ def emit_steps(ctx, out: str, steps: tuple, args: list[str], start: str | None =
     value so far is in ``start`` (default ``out``) before the first step."""
     parts = []
     for i, (ufunc, operands) in enumerate(steps):
+        if ufunc == "np.copyto":  # a bare mask (the only copy step into_steps makes)
+            parts.append(_mask_into(ctx, out, operands[0], args))
+            continue
         so_far = start if i == 0 and start is not None else out
         srcs = []
         for slot, o in enumerate(operands):
@@ -564,6 +570,27 @@ def relu_zero(ctx) -> str:
 FLOAT_MASK_LIMIT = 1 << 16  # elements
 
 
+def _comparison(cond) -> bool:
+    return cond is not None and type(cond) in RELATIONS
+
+
+def _compare(cond, args: list[str], out: str) -> str:
+    """A statement writing the bools of comparison ``cond`` into ``out``."""
+    compare = f"np.{RELATIONS[type(cond)][1].__name__}"
+    return f"{compare}({to_source(cond.lhs, args)}, {to_source(cond.rhs, args)}, out={out})"
+
+
+def _mask_into(ctx, out: str, mask, args: list[str]) -> str:
+    """Statements writing a 0/1 ``mask`` into the array ``out``: the bools into a scratch array
+    the kernel keeps, then cast into ``out``, where a comparison cast on the fly would allocate
+    both its bools and NumPy's casting buffer on every call."""
+    cond = indicator(mask)
+    if ctx.node_shape is None:
+        return f"np.copyto({out}, {to_source(cond, args)})"
+    name = ctx.scratch(ctx.node_shape, np.bool_, 0)
+    return f"{_compare(cond, args, name)}; np.copyto({out}, {name})"
+
+
 def _mask_into_scratch(ctx, ufunc: str, o, args: list[str], slot: int) -> tuple | None:
     """(the statement, the name) computing a comparison operand (a ReLU mask) into a bool
     scratch array the kernel keeps, instead of a fresh array on every call; operands of one
@@ -572,12 +599,10 @@ def _mask_into_scratch(ctx, ufunc: str, o, args: list[str], slot: int) -> tuple 
     while copying the bools into floats first costs the same time and allocates nothing. Past
     FLOAT_MASK_LIMIT elements the kept floats would outweigh that buffer many times over."""
     cond = indicator(o) if ufunc == "np.multiply" and o is not None else None
-    if cond is None or type(cond) not in RELATIONS or ctx.node_shape is None:
+    if not _comparison(cond) or ctx.node_shape is None:
         return None
     name = ctx.scratch(ctx.node_shape, np.bool_, slot)
-    compare = f"np.{RELATIONS[type(cond)][1].__name__}"
-    lhs, rhs = to_source(cond.lhs, args), to_source(cond.rhs, args)
-    statement = f"{compare}({lhs}, {rhs}, out={name})"
+    statement = _compare(cond, args, name)
     if not is_float(ctx.node_dtype) or int(np.prod(ctx.node_shape)) > FLOAT_MASK_LIMIT:
         return statement, name
     floats = ctx.scratch(ctx.node_shape, ctx.node_dtype, f"mask{slot}")

@@ -244,21 +244,46 @@ def softmax_cross_entropy(rw: Rewriter, n: int):
     return None
 
 
-@rewrite("softmax_minus_one_hot", "simplify", "sub")
+def _minus_one_hot_parts(rw: Rewriter, n: int) -> tuple | None:
+    """(x, y, scale or None) of n = x - one_hot(y) over x's last axis, or of n already a
+    minus_one_hot op; else None."""
+    if rw.op(n) == "minus_one_hot":
+        x, y, _, scale = ops.nn.residual_parts(rw.args(n), rw.attrs(n))
+        return x, y, scale
+    if rw.op(n) != "sub":
+        return None
+    x, h = rw.args(n)
+    if rw.op(h) != "one_hot" or rw.expr(n) != X0 - sym(1) or rw.shape(h) != rw.shape(x):
+        return None
+    if not rw.dtype(x) == rw.attrs(h)["dtype"] == rw.dtype(n):
+        return None
+    return x, rw.args(h)[0], None
+
+
+@rewrite("minus_one_hot", "simplify", "sub")
+def minus_one_hot(rw: Rewriter, n: int):
+    """x - one_hot(y) over x's last axis -> x with 1 taken off at each label (no one-hot
+    matrix, no pass over it)."""
+    parts = _minus_one_hot_parts(rw, n)
+    if parts is None:
+        return None
+    x, y, _ = parts
+    return fit(rw, ops.nn.minus_one_hot(rw.t(x), rw.t(y)), n)
+
+
+@rewrite("softmax_minus_one_hot", "simplify", "sub", "minus_one_hot")
 def softmax_minus_one_hot(rw: Rewriter, n: int):
-    """softmax(z) - one_hot(y) over z's last axis -> one fused op (the cross-entropy
-    gradient, one pass instead of a softmax, a one-hot matrix and a subtraction)."""
-    a, b = rw.args(n)
-    if rw.op(a) != "softmax" or rw.op(b) != "one_hot" or rw.expr(n) != X0 - sym(1):
+    """softmax(z) - one_hot(y) over z's last axis (scaled or not) -> one fused op (the
+    cross-entropy gradient, one pass instead of a softmax and a copy of it)."""
+    parts = _minus_one_hot_parts(rw, n)
+    if parts is None or rw.op(parts[0]) != "softmax" or rw.uses(parts[0]) != 1:
+        return None  # (a softmax read elsewhere too is needed anyway)
+    a, y, scale = parts
+    (z,) = rw.args(a)
+    if rw.attrs(a)["axis"] != (len(rw.shape(z)) - 1,) or rw.dtype(z) != rw.dtype(a):
         return None
-    if rw.uses(a) != 1:  # the softmax is needed anyway: subtracting from it is cheaper
-        return None
-    (z,), (y,) = rw.args(a), rw.args(b)
-    if rw.attrs(a)["axis"] != (len(rw.shape(z)) - 1,) or rw.shape(b) != rw.shape(z):
-        return None
-    if rw.attrs(b)["dtype"] != rw.dtype(z):
-        return None
-    return fit(rw, ops.nn.softmax_minus_one_hot(rw.t(z), rw.t(y)), n)
+    scale = None if scale is None else rw.t(scale)
+    return fit(rw, ops.nn.softmax_minus_one_hot(rw.t(z), rw.t(y), None, scale), n)
 
 
 def _sibling(rw: Rewriter, z: int, y: int, *ops_: str) -> int | None:
@@ -294,20 +319,25 @@ def share_logsumexp(rw: Rewriter, n: int):
 def scale_softmax_minus_one_hot(rw: Rewriter, n: int):
     """w * (softmax(z) - one_hot(y)) -> the fused op scaled by w, for w one value or one per
     row (the cross-entropy's cotangent, 1/batch for a mean loss): the scaling is done in the
-    op's own pass over its result instead of a pass of its own."""
+    op's own pass over its result instead of a pass of its own. So too w * (x - one_hot(y))."""
     if rw.expr(n) != PRODUCT:
         return None
     a, b = rw.args(n)
     for r, w in ((a, b), (b, a)):
-        if rw.op(r) != "softmax_minus_one_hot" or rw.attrs(r).get("scaled") or rw.uses(r) != 1:
+        if rw.op(r) not in _SCALABLE or rw.attrs(r).get("scaled") or rw.uses(r) != 1:
             continue
         scale = _row_scale(rw, w, rw.shape(r)) if rw.dtype(w) == rw.dtype(r) else None
         if scale is None:
             continue
         z, y, lse, _ = ops.nn.residual_parts(rw.args(r), rw.attrs(r))
+        if rw.op(r) == "minus_one_hot":
+            return fit(rw, ops.nn.minus_one_hot(rw.t(z), rw.t(y), scale), n)
         lse = None if lse is None else rw.t(lse)
         return fit(rw, ops.nn.softmax_minus_one_hot(rw.t(z), rw.t(y), lse, scale), n)
     return None
+
+
+_SCALABLE = ("softmax_minus_one_hot", "minus_one_hot")
 
 
 def _row_scale(rw: Rewriter, w: int, shape: tuple):
