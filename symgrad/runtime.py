@@ -61,10 +61,10 @@ def _one(dtype: np.dtype):
 
 def one_hot(labels, depth, dtype):
     out = np.zeros(labels.shape + (depth,), dtype=dtype)
-    if labels.ndim == 1:  # the common case, by plain indexing: no index array for the axis
-        out[row_indices(labels.shape[0]), labels] = 1
+    if labels.ndim == 1:  # the common case, by flat positions: no index array for the axis
+        out.reshape(-1)[label_positions(out.shape, labels)] = 1
     else:
-        np.put_along_axis(out, labels[..., None].astype(np.intp), 1, axis=-1)
+        np.put_along_axis(out, _checked(labels, depth)[..., None].astype(np.intp), 1, axis=-1)
     return out
 
 
@@ -75,10 +75,19 @@ def label_positions(shape, labels) -> np.ndarray:
     try:
         return np.ravel_multi_index((row_indices(shape[0]), labels), shape)
     except ValueError:
-        bad = labels[(labels < 0) | (labels >= shape[1])]
+        _checked(labels, shape[1])
+        raise
+
+
+def _checked(labels, classes: int):
+    """``labels``, after raising IndexError if one lies outside [0, classes) (NumPy's own
+    indexing would wrap a negative label around to a class from the end)."""
+    bad = labels[(labels < 0) | (labels >= classes)]
+    if bad.size:
         raise IndexError(
-            f"labels must lie in [0, {shape[1]}) for {shape[1]} classes; got {bad[:5].tolist()}"
-        ) from None
+            f"labels must lie in [0, {classes}) for {classes} classes; got {bad[:5].tolist()}"
+        )
+    return labels
 
 
 def take_labels(x, labels):
@@ -86,8 +95,9 @@ def take_labels(x, labels):
     if x.ndim == 2:
         if x.flags.c_contiguous:
             return x.reshape(-1)[label_positions(x.shape, labels)]
-        return x[row_indices(x.shape[0]), labels]
-    return np.take_along_axis(x, labels[..., None].astype(np.intp), axis=-1)[..., 0]
+        return x[row_indices(x.shape[0]), _checked(labels, x.shape[1])]
+    at = _checked(labels, x.shape[-1])[..., None].astype(np.intp)
+    return np.take_along_axis(x, at, axis=-1)[..., 0]
 
 
 def _is_last(axis, ndim: int) -> bool:
@@ -211,7 +221,7 @@ def _subtract_at_labels(grad, labels, scale, at=None) -> None:
         flat = grad.reshape(-1)
         flat[label_positions(grad.shape, labels) if at is None else at] -= step
         return
-    index = (*np.indices(labels.shape, sparse=True), labels)
+    index = (*np.indices(labels.shape, sparse=True), _checked(labels, grad.shape[-1]))
     np.subtract.at(grad, index, step)
 
 

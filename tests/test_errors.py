@@ -286,3 +286,31 @@ def test_a_failed_import_into_a_graph_keeps_nothing():
         import_networkx(g, G)
     assert (g.nx.number_of_nodes(), g.nx.number_of_edges()) == before
     assert sg.exp(x) == y and g.input("x2", shape=(1,)).node == before[0]  # ids and names free
+
+
+@pytest.mark.parametrize("label", [-1, 3])
+@pytest.mark.parametrize("batch", [(4,), (2, 4)], ids=["rows", "batch axes"])
+def test_a_label_out_of_range_raises_everywhere(batch, label):
+    # NumPy's indexing would wrap a negative label around to the last class
+    g = sg.Graph()
+    z, v = g.input("z", (*batch, 3)), g.input("v", (*batch, 3))
+    y = g.input("labels", batch, "int64")
+    loss = sg.sum(sg.cross_entropy(z, y))
+    (hv,) = sg.hvp(loss, [z], [v])
+    outs = {
+        "loss": [loss],
+        "gradient": [sg.grad(loss, z)],
+        "hvp and gradient": [hv, sg.grad(loss, z)],  # the softmax read twice: minus_one_hot
+        "one-hot": [sg.one_hot(y, 3) * 2.0],
+    }
+    yv = np.zeros(batch, "int64")
+    yv.flat[1] = label
+    feed = {z: np.ones((*batch, 3)), v: np.ones((*batch, 3)), y: yv}
+    for name, out in outs.items():
+        fn = sg.compile(out, [z, v, y])
+        assert ("rt.minus_one_hot(" in fn.source) == (name == "hvp and gradient")
+        for run in (lambda: fn(*feed.values()), lambda: sg.evaluate(out, feed)):
+            with pytest.raises(sg.InputError) as info:
+                run()
+            for words in ("'labels'", "[0, 3)", f"got [{label}]"):
+                assert words in str(info.value), (name, str(info.value))
