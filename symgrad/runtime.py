@@ -239,12 +239,21 @@ def minus_one_hot(x, labels, scale=None, out=None):
     return out
 
 
-def softmax_cross_entropy(logits, labels, losses, grad, scale=None):
+def head_workspace(shape: tuple) -> tuple | None:
+    """The shape of the workspace softmax_cross_entropy uses on logits of ``shape`` (the
+    class axis moved first), or None where it needs none."""
+    if math.prod(shape) <= _TINY or shape[1] > _SHORT_AXIS:
+        return None
+    return shape[1], shape[0]
+
+
+def softmax_cross_entropy(logits, labels, losses, grad, scale=None, work=None):
     """The cross-entropy of each row of 2-D ``logits`` against integer ``labels`` into
     ``losses``, and its gradient ``scale * (softmax(logits) - one_hot(labels))`` into ``grad``
     (``scale`` as in softmax_minus_one_hot): one max, one exp and one sum for both, where the
     separate ops compute the exp twice. ``grad`` is written once the logits are read and
-    ``losses`` last, so ``losses`` may share memory with any argument."""
+    ``losses`` last, so ``losses`` may share memory with any argument. ``work``, an array of
+    ``head_workspace(logits.shape)`` and the logits' dtype, saves allocating that workspace."""
     at = label_positions(logits.shape, labels) if logits.flags.c_contiguous else None
     picked = logits.reshape(-1).take(at) if at is not None else take_labels(logits, labels)
     if logits.size <= _TINY:  # one logaddexp reduce, as in logsumexp
@@ -255,7 +264,7 @@ def softmax_cross_entropy(logits, labels, losses, grad, scale=None):
             np.multiply(grad, scale, out=grad)
     else:
         if logits.shape[1] <= _SHORT_AXIS:  # class axis first, as in logsumexp
-            e, m = _shifted_exp_by_class(logits)
+            e, m = _shifted_exp_by_class(logits, work)
             s = np.add.reduce(e, 0)
         else:
             lo, hi = _finite_range(logits.dtype)

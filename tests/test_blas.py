@@ -2,6 +2,7 @@
 add a big weight's gradient product into the weight (``symgrad/compile/accumulate.py``)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -292,3 +293,49 @@ def test_a_matmul_computed_at_its_bias_add_reads_the_weight_before_its_update():
     feed = [rng.standard_normal(s) for s in ((100, 100), (50, 100), (50, 400))]
     want = sg.evaluate(out, dict(zip([H, A, B], feed)))
     np.testing.assert_allclose(step(*feed), want, rtol=1e-12, atol=1e-11)
+
+
+@needs_gemm
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_bias_rows_added_by_gemm_match_the_evaluator(dtype, monkeypatch):
+    # a variable bias (its row view made once, following its SGD updates), an input bias in
+    # a fused relu(Z + c) chain and a (1, n) row bias; alternating batch sizes
+    g = sg.Graph()
+    X = g.input("X", ("batch", 40), dtype)
+    V, U = g.input("V", (40, 180), dtype), g.input("U", (40, 180), dtype)
+    c, r = g.input("c", (180,), dtype), g.input("r", (1, 180), dtype)
+    b = g.variable("b", rng.standard_normal(180).astype(dtype))  # not after W: no [W; b]
+    W = g.variable("W", (rng.standard_normal((40, 180)) / 7).astype(dtype))
+    loss = sg.sum(sg.tanh(X @ W + b) ** 2) + sg.sum(sg.relu(X @ V + c) * 0.5)
+    loss = loss + sg.sum(sg.tanh(X @ U + r))
+    gW, gb = sg.grad(loss, [W, b])
+    inputs = [X, V, U, c, r]
+    feeds = [
+        [rng.standard_normal(s).astype(dtype) for s in ((n, 40), (40, 180), (40, 180))]
+        + [rng.standard_normal(s).astype(dtype) for s in ((180,), (1, 180))]
+        for n in (200, 190, 200)  # (batch, 180) sums of at least 32K elements
+    ]
+    start = W.value.copy(), b.value.copy()
+    results, sources = {}, {}
+    for use_gemm in (True, False):
+        W.value[...], b.value[...] = start
+        if not use_gemm:
+            monkeypatch.setattr(blas, "_gemm", lambda dtype: None)
+        step = sg.compile(loss, inputs, updates={W: W - 1e-3 * gW, b: b - 1e-3 * gb})
+        results[use_gemm] = [(step(*feed), W.value.copy(), b.value.copy()) for feed in feeds]
+        sources[use_gemm] = step.source
+        monkeypatch.undo()
+    rows = r"gemm\d+\(z\d+, (view\d+|a3\.reshape\(1, -1\)|a4)\)"
+    assert [m.group(1)[:4] for m in re.finditer(rows, sources[True])] == ["view", "a3.r", "a4"]
+    assert sources[True].count("reshape") == 1
+    assert "gemm" not in sources[False]
+    tol = 1e-11 if dtype == "float64" else 2e-4
+    W.value[...], b.value[...] = start
+    for feed, fast, plain in zip(feeds, results[True], results[False]):
+        want = sg.evaluate([loss, gW, gb], dict(zip(inputs, feed)))
+        W.value[...] -= 1e-3 * want[1]
+        b.value[...] -= 1e-3 * want[2]
+        for got in (fast, plain):
+            np.testing.assert_allclose(got[0], want[0], rtol=tol)
+            np.testing.assert_allclose(got[1], W.value, rtol=tol, atol=tol)
+            np.testing.assert_allclose(got[2], b.value, rtol=tol, atol=tol)

@@ -246,6 +246,13 @@ def test_softmax_on_every_path_with_and_without_out(shape, dtype):
     out = np.empty_like(x)
     assert rt.softmax(x, (x.ndim - 1,), out) is out
     np.testing.assert_array_equal(out, got)
+    work = rt.softmax_workspace(shape, (x.ndim - 1,))
+    assert (work is not None) == (shape in [(64, 10), (6, 50, 5)])
+    if work is not None:  # the class-first copy into an array kept by the caller
+        kept = np.full(work, np.nan, dtype)
+        assert rt.softmax(x, (x.ndim - 1,), out, kept) is out
+        np.testing.assert_array_equal(out, got)
+        np.testing.assert_array_equal(np.moveaxis(kept, 0, -1), got)  # it held the softmax
 
 
 # ---- the fused head: losses and gradient from one exp ------------------------------------------
@@ -266,6 +273,13 @@ def test_fused_head_matches_the_separate_ops(shape, dtype):
         np.testing.assert_allclose(losses, want_loss, rtol=tol(dtype), atol=tol(dtype) * 30)
         want = reference_residual(z, y, 1.0 if scale is None else scale)
         np.testing.assert_allclose(grad, want, rtol=exp_tol(dtype), atol=exp_tol(dtype))
+        work = rt.head_workspace(shape)
+        assert (work is not None) == (shape == (64, 10))
+        if work is not None:  # the class-first copy into an array kept by the caller
+            again = np.empty_like(losses), np.empty_like(grad)
+            rt.softmax_cross_entropy(z, y, *again, scale, work=np.full(work, np.nan, dtype))
+            np.testing.assert_array_equal(again[0], losses)
+            np.testing.assert_array_equal(again[1], grad)
         # what the compiled kernel computed before, op by op
         lse = rt.logsumexp(z, (1,), False)
         separate = rt.cross_entropy_from_lse(z, y, lse)

@@ -1,5 +1,7 @@
 """Workspace buffers and in-place updates: compiled results stay equal to the evaluator's."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -214,3 +216,39 @@ def test_an_hvp_allocates_nothing_per_call_but_its_results():
     finally:
         tracemalloc.stop()
     assert peak - sum(r.nbytes for r in results) < 4 * 1024  # 60 KiB of masks and one-hots before
+
+
+def test_a_step_with_wide_bias_adds_allocates_only_in_its_head():
+    # a bias broadcast over 32K elements or more is added by gemm: NumPy's broadcast add
+    # allocates its iterator buffer (8,192 elements, 64 KiB) on every call; the head keeps its
+    # class-first copy of the logits, and what it still allocates is its broadcast shift's
+    # buffer (the 2,560 logits, 20 KiB) and a few arrays of one value per row
+    import tracemalloc
+
+    g = sg.Graph()
+    X, y = g.input("X", ("batch", 300)), g.input("y", ("batch",), "int64")
+    W1 = g.variable("W1", rng.standard_normal((300, 128)) / 17)  # wide input: no [X, 1]
+    b1 = g.variable("b1", rng.standard_normal(128))
+    W2 = g.variable("W2", rng.standard_normal((128, 10)) / 11)
+    params = [W1, b1, W2]
+    loss = sg.cross_entropy(sg.relu(X @ W1 + b1) @ W2, y).mean()
+    grads = sg.grad(loss, params)
+    step = sg.compile(loss, [X, y], updates={p: p - 0.1 * d for p, d in zip(params, grads)})
+    Xv, yv = rng.standard_normal((256, 300)), rng.integers(0, 10, 256)
+    for _ in range(2):
+        start = [p.value.copy() for p in params]
+        ds = sg.evaluate(grads, {X: Xv, y: yv})
+        step(Xv, yv)
+        for p, s, d in zip(params, start, ds):
+            np.testing.assert_allclose(p.value, s - 0.1 * d, rtol=1e-12, atol=1e-14)
+    assert re.search(r"gemm\d+\(z\d+, view\d+\)  # %\d+ add", step.source), step.source
+    tracemalloc.start()
+    try:
+        step(Xv, yv)
+        tracemalloc.reset_peak()
+        step(Xv, yv)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 36 * 1024  # 66,696 B before: the bias add's buffer
+    assert "work=m" in step.source

@@ -5,6 +5,10 @@ computing it: no buffer for the product and no second pass to add it. Two plans 
   by nothing but the update, is one gemm into ``W``, run where the product is scheduled, so
   nothing after it may read the variable; a weight used twice, ``W + c * (A @ B + C @ D)``,
   takes two. Small variables are left to the packed updates, which save calls instead.
+- **Row broadcasts.** ``Z + b`` with ``b`` one row broadcast over ``Z``'s rows (a bias) and
+  ``Z``'s array reused for the sum adds the outer product of a column of ones with ``b`` by
+  gemm: NumPy's broadcast add runs 1.1-1.3x slower and allocates an iterator buffer of 8,192
+  elements on every call.
 - **Summed products.** ``A @ B + C @ D`` (or a fused chain starting with that sum, as in a
   Hessian-vector product's ``R{h} @ W + h @ V``) is one matmul into the sum's array and one
   gemm adding the other product there. The sum's statement computes both products, so their
@@ -19,6 +23,7 @@ import numpy as np
 
 from .. import blas
 from ..graph import Graph
+from ..ops import get_op
 from ..ops.elementwise import sym
 from ..ops.shapes import is_float, resolve
 from ..ops.sympy_numpy import emit_steps, index_of, into_steps
@@ -35,6 +40,7 @@ def plan_accumulate(
     taken = set(layout.slots) | set(layout.statements) | layout.skip | set(folded)
     _summed_products(graph, order, position, in_place, escaping, dims, layout, taken)
     _into_variables(graph, order, position, in_place, escaping, layout, taken)
+    _row_broadcasts(graph, order, in_place, escaping, dims, layout, taken)
 
 
 # ---- into variables -------------------------------------------------------------------------
@@ -170,6 +176,56 @@ def _summed_statement(graph, n: int, p: int, q: int, rest):
             first = f"np.dot({a}, {b}, {out})" if buffered else f"{out} = np.dot({a}, {b})"
             src = f"{first}; {ctx.const(acc, 'gemm')}({c}, {d}, {out})"
         args = [names[x] for x in graph.args(n)]
+        return f"{src}; {emit_steps(ctx, out, rest, args)}" if rest else src
+
+    return statement
+
+
+# ---- row broadcasts -------------------------------------------------------------------------
+def _row_broadcasts(graph, order, in_place, escaping, dims, layout, taken) -> None:
+    nodes = graph.nx.nodes
+    for n in order:
+        data = nodes[n]
+        shape = data["shape"]
+        if n in taken or n in in_place or n in escaping or len(shape) != 2:
+            continue
+        pairs, rest = first_add_operands(data, graph.args(n))
+        for z, b in pairs:
+            if nodes[z]["shape"] == shape and nodes[b]["shape"] in ((shape[1],), (1, shape[1])):
+                break
+        else:
+            continue
+        if any(nodes[a]["dtype"] != data["dtype"] for a in (z, b)) or z == b:
+            continue
+        if not blas.available(data["dtype"]) or np.prod(resolve(shape, dims)) < MIN_SIZE:
+            continue
+        layout.statements[n] = _row_broadcast_statement(graph, n, z, b, rest)
+        taken.add(n)
+
+
+def _row_broadcast_statement(graph, n: int, z: int, b: int, rest):
+    """``out += ones @ b`` by gemm where ``out`` holds ``z`` already (its buffer reused for the
+    sum), then the rest of the chain; else the sum as NumPy computes it."""
+
+    def statement(ctx, names: dict, out: str, buffered: bool) -> str:
+        data = graph.nx.nodes[n]
+        args = [names[x] for x in graph.args(n)]
+        spec = get_op(data["op"])
+        acc = blas.accumulator(ctx.namespace[out], 1.0) if out == names[z] else None
+        if acc is None:  # not in place: NumPy's add, as without this plan
+            if buffered:
+                return spec.emit_into(ctx, out, args, data["attrs"])
+            return f"{out} = {spec.emit(ctx, args, data['attrs'])}"
+        ones = ctx.filled(1, (ctx.node_shape[0], 1), data["dtype"])
+        row = ctx.kept(names[b])
+        if row is not None:  # a bias kept by the kernel: its row view made once
+            row = ctx.const(row.reshape(1, -1), "view")
+            acc.fix(ctx.namespace[ones], ctx.namespace[row])
+        else:  # a (1, n) row as it is, an (n,) one viewed as a row on each call
+            one_d = len(graph.nx.nodes[b]["shape"]) == 1
+            row = f"{names[b]}.reshape(1, -1)" if one_d else names[b]
+            acc.fix(ctx.namespace[ones])
+        src = f"{ctx.const(acc, 'gemm')}({ones}, {row})"
         return f"{src}; {emit_steps(ctx, out, rest, args)}" if rest else src
 
     return statement

@@ -326,7 +326,9 @@ def emit_program(
             body.append(f"{statement}  # %{n} {label}")
         elif n in heads.losses:  # the cross-entropy head: its losses and gradient in one call
             names[n] = buffers[n]
-            call = head_call(args, data["attrs"], names[heads.losses[n]], names[n])
+            shape = runtime.head_workspace(ctx.node_shape) if ctx.node_shape else None
+            work = ctx.scratch(shape, data["dtype"], "softmax") if shape else None
+            call = head_call(args, data["attrs"], names[heads.losses[n]], names[n], work)
             body.append(f"{call}  # %{n} {label} and %{heads.losses[n]}")
         elif n in slots:  # into memory the layout chose
             names[n] = slots[n]

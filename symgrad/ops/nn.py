@@ -319,9 +319,10 @@ def maxout(x: Tensor, pieces: int) -> Tensor:
     return max(reshape(x, x.shape[:-1] + (last // pieces, pieces)), -1)
 
 
-def head_call(args: list[str], attrs: dict, losses: str, grad: str) -> str:
+def head_call(args: list[str], attrs: dict, losses: str, grad: str, work: str | None) -> str:
     """Source of the fused cross-entropy head (``symgrad/compile/head.py``): given the
-    arguments of its softmax_minus_one_hot node, writes the losses and the gradient."""
+    arguments of its softmax_minus_one_hot node, writes the losses and the gradient (``work``
+    a kept array of ``runtime.head_workspace`` for it, if any)."""
     z, y, _, scale = residual_parts(args, attrs)
-    extra = "" if scale is None else f", {scale}"
+    extra = ("" if scale is None else f", {scale}") + ("" if work is None else f", work={work}")
     return f"rt.softmax_cross_entropy({z}, {y}, {losses}, {grad}{extra})"
