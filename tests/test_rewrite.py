@@ -156,6 +156,7 @@ CASES = {
     "div_one": unary_case(lambda x, g: sg.tanh(x) / 1.0),
     "pow_one": unary_case(lambda x, g: sg.tanh(x) ** 1.0),
     "pow_zero": unary_case(lambda x, g: sg.tanh(x) ** 0.0),
+    "pow_two": with_grad(lambda x, g: sg.tanh(x) ** 2 + x ** g.constant(np.full(3, 2.0))),
     "neg_neg": unary_case(lambda x, g: sg.neg(sg.neg(sg.tanh(x)))),
     "neg_sub": binary_case(lambda x, y, g: -(x - y)),
     "sub_neg": binary_case(lambda x, y, g: x - (-y)),

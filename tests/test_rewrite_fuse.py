@@ -197,3 +197,23 @@ def test_user_defined_ops_fuse_with_the_rest_and_keep_float32():
     for a, b in zip(fn(xv), sg.evaluate([y, dx], {x: xv})):
         assert a.dtype == b.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_inlined_integer_exponents_fold_exactly():
+    # the derivative k * x**(k - 1) is built before k is inlined: (3 - 1) and x**1 fold
+    g = sg.Graph()
+    x = g.input("x", (4, 5))
+    loss = sg.sum(sg.tanh(x) ** 2) + sg.sum(x**3) + sg.sum(sg.exp(x) ** 1.5)
+    (gx,) = sg.grad(loss, [x])
+    fn = sg.compile([loss, gx], [x])
+    xv = np.random.default_rng(5).standard_normal((4, 5))
+    got = fn(xv)
+    t = np.tanh(xv)
+    np.testing.assert_allclose(got[0], np.sum(t**2) + np.sum(xv**3) + np.sum(np.exp(1.5 * xv)))
+    want = 2 * t * (1 - t**2) + 3 * xv**2 + 1.5 * np.exp(xv) ** 0.5 * np.exp(xv)
+    np.testing.assert_allclose(got[1], want, rtol=1e-13)
+    for a, b in zip(got, sg.evaluate([loss, gx], {x: xv})):
+        np.testing.assert_array_equal(a, b)  # the same arithmetic, to the last bit
+    # (1.5 - 1) stays: Python computes it as the source says, where folding it could round
+    assert "(3 - 1)" not in fn.source and "(2 - 1)" not in fn.source and "(1.5 - 1)" in fn.source
+    assert "** 1)" not in fn.source and "np.square(" in fn.source

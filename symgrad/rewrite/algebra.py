@@ -24,6 +24,7 @@ IDENTITIES = {
     "div_one": ("div", (1,), 1, "other", "x / 1 -> x"),
     "pow_one": ("pow", (1,), 1, "other", "x ** 1 -> x"),
     "pow_zero": ("pow", (1,), 0, "ones", "x ** 0 -> ones"),
+    "pow_two": ("pow", (1,), 2, "square", "x ** 2 -> square(x), one multiply in place"),
 }
 
 
@@ -39,7 +40,7 @@ def _identity(positions, value, result, doc):
                 other = fit(rw, args[1 - i], n)
                 if other is None:
                     return None
-                return ops.neg(other) if result == "neg" else other
+                return {"neg": ops.neg, "square": ops.square}.get(result, lambda t: t)(other)
         return None
 
     rule.__doc__ = doc + " (the constant may be any array of that one value)."

@@ -139,14 +139,16 @@ def compose(signature: tuple) -> tuple[sp.Expr, tuple[int, ...]]:
     values: list[sp.Expr] = []
     with sp.evaluate(False):
         for expr, refs in signature:
-            subs = {}
+            subs, numbers = {}, {}
             for i, (kind, ref) in enumerate(refs):
                 if kind == "m":
                     subs[sym(i)] = values[ref]
                 elif kind == "l":
                     subs[sym(i)] = sym(ref)
                 else:
-                    subs[sym(i)] = sp.Integer(ref) if isinstance(ref, int) else sp.Float(ref)
+                    numbers[sym(i)] = sp.Integer(ref) if isinstance(ref, int) else sp.Float(ref)
+            if numbers:  # folded in the member's own (small) expression
+                expr = _fold_integers(expr.xreplace(numbers), {})
             value = expr.xreplace(subs)
             if value.is_Pow and value.exp.is_Number and value.exp < 0:
                 # 1/b stays a value of its own: read by a product it would become a division
@@ -157,6 +159,27 @@ def compose(signature: tuple) -> tuple[sp.Expr, tuple[int, ...]]:
     with sp.evaluate(False):
         expr = expr.xreplace({s: sym(k) for k, s in enumerate(used)})
     return expr, tuple(int(s.name[1:]) for s in used)
+
+
+def _fold_integers(e: sp.Expr, done: dict) -> sp.Expr:
+    """``e`` with its sums, products and powers of integers evaluated when they give an
+    integer, and x**1 as x: exact, so the arithmetic stays that of the nodes. (A constant
+    exponent k is inlined after the derivative k * x**(k - 1) was built.)"""
+    if not e.args:
+        return e
+    if e in done:
+        return done[e]
+    args = tuple(_fold_integers(a, done) for a in e.args)
+    with sp.evaluate(False):
+        out = e.func(*args) if args != e.args else e
+    if (e.is_Add or e.is_Mul or e.is_Pow) and all(a.is_Integer for a in args):
+        with sp.evaluate(True):
+            value = e.func(*args)
+        out = value if value.is_Integer else out
+    elif e.is_Pow and args[1] == 1:
+        out = args[0]
+    done[e] = out
+    return out
 
 
 SIMPLIFY_MIN_OPS = 32  # smaller kernels keep the exact arithmetic of their nodes
