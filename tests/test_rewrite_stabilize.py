@@ -155,3 +155,25 @@ def test_softmax_into_kept_arrays_across_batch_sizes():
         if n == 64:
             assert re.search(r"rt\.softmax\(a0, \(1,\), s\d+, m\d+\)", fn.source), fn.source
         assert np.isfinite(got[0]).all() and got[1][0] == pytest.approx(0.1)
+
+
+def test_binary_cross_entropy_through_a_sigmoid_has_finite_derivatives():
+    # d/ds of y log s + (1 - y) log(1 - s) divides by s and 1 - s, which underflow to 0 past
+    # logits of +-40; the fused gradient cancels them against the sigmoid's s (1 - s)
+    g = sg.Graph()
+    z, y, v = g.input("z", (7,)), g.input("y", (7,)), g.input("v", (7,))
+    s = sg.sigmoid(z)
+    loss = sg.sum(-(y * sg.log(s) + (1.0 - y) * sg.log(1.0 - s)))
+    (gz,) = sg.grad(loss, [z])
+    (hv,) = sg.hvp(loss, [z], [v])
+    zv = np.array([-1000.0, 1000.0, -1000.0, 1000.0, -45.0, 0.0, 2.5])
+    yv = np.array([1.0, 0.0, 0.0, 1.0, 0.3, 1.0, 0.7])
+    vv = np.arange(1.0, 8.0)
+    got_loss, got_grad = sg.compile([loss, gz], [z, y])(zv, yv)
+    (got_hv,) = sg.compile([hv], [z, y, v])(zv, yv, vv)
+    p = sigmoid(zv)
+    want_loss = np.sum(yv * np.logaddexp(0, -zv) + (1 - yv) * np.logaddexp(0, zv))
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-14)
+    np.testing.assert_allclose(got_grad, p - yv, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got_hv, vv * p * sigmoid(-zv), rtol=1e-9, atol=1e-300)
+    assert np.isfinite(got_grad).all() and np.isfinite(got_hv).all()

@@ -11,9 +11,11 @@ every repeated subexpression computed once, in a statement of its own.
 
 The members' expressions are put together as written (SymPy does not re-evaluate them), so a
 kernel does exactly the arithmetic of its nodes and gives the same numbers to the last bit.
-The one exception is a big kernel that is a polynomial in one function of its argument (the
-k-th derivative of tanh x is a polynomial in tanh x): SymPy factors it when that halves the
-work, and the values then agree to rounding. A kernel's derivatives, should the fused graph be
+There are two exceptions, where the values then agree to rounding. A big kernel that is a
+polynomial in one function of its argument (the k-th derivative of tanh x is a polynomial in
+tanh x) is factored when that halves the work. A small kernel that divides by what it also
+multiplies by (a log-likelihood's gradient through a sigmoid) is factored when that leaves no
+division: the division would give nan where its divisor underflows to 0. A kernel's derivatives, should the fused graph be
 differentiated again, come from ``sympy.diff`` like those of every elementwise node.
 """
 
@@ -184,17 +186,43 @@ def _fold_integers(e: sp.Expr, done: dict) -> sp.Expr:
 
 SIMPLIFY_MIN_OPS = 32  # smaller kernels keep the exact arithmetic of their nodes
 SIMPLIFY_LIMIT = 5000  # distinct subexpressions; bigger kernels are left as they are
+CANCEL_MAX_OPS = 64  # operations (``cost``); bigger kernels keep their divisions
 
 
 def simplify(expr: sp.Expr) -> sp.Expr:
-    """A big kernel that is a polynomial in one function of its argument (the k-th
-    derivative of tanh is a polynomial in tanh x) -> the factored polynomial, when that needs
-    at most half the operations; every other kernel as it is."""
+    """A kernel whose divisions cancel against its factors -> the kernel without them; a big
+    kernel that is a polynomial in one function of its argument (the k-th derivative of tanh
+    is a polynomial in tanh x) -> the factored polynomial, when that needs at most half the
+    operations; every other kernel as it is."""
     ops = cost(expr)
+    cancelled = _cancelled(expr) if ops <= CANCEL_MAX_OPS else None
+    if cancelled is not None:
+        return cancelled
     if ops < SIMPLIFY_MIN_OPS:
         return expr
     factored = _factored(expr)
     return factored if factored is not None and 2 * cost(factored) <= ops else expr
+
+
+def _cancelled(expr: sp.Expr) -> sp.Expr | None:
+    """``expr`` factored over one denominator, when its divisions cancel against its factors
+    and none but divisions by numbers are left; else None. The gradient of a log-likelihood
+    through a sigmoid, (y / s - (1 - y) / (1 - s)) * s * (1 - s), divides by s and 1 - s,
+    which underflow to 0 for logits past +-40 (nan there); factored, it is s - y."""
+    denominators = _denominators(expr)
+    if not any(expr.count(d) > 1 for d in denominators):
+        return None  # no divisor is also a factor elsewhere: nothing to cancel
+    out = sp.factor(expr)
+    return None if _denominators(out) else out
+
+
+def _denominators(expr: sp.Expr) -> set:
+    """What ``expr`` divides by, numbers aside."""
+    return {
+        e.base
+        for e in sp.preorder_traversal(expr)
+        if e.is_Pow and e.exp.is_negative and not e.base.is_Number
+    }
 
 
 def _factored(expr: sp.Expr) -> sp.Expr | None:
