@@ -212,7 +212,10 @@ def _cancelled(expr: sp.Expr) -> sp.Expr | None:
     denominators = _denominators(expr)
     if not any(expr.count(d) > 1 for d in denominators):
         return None  # no divisor is also a factor elsewhere: nothing to cancel
-    out = sp.factor(expr)
+    # floats as the exact fractions they are: SymPy factors over the rationals (with floats
+    # it leaves products by 1.0)
+    exact = {f: sp.Rational(*float(f).as_integer_ratio()) for f in expr.atoms(sp.Float)}
+    out = sp.factor(expr.xreplace(exact))
     return None if _denominators(out) else out
 
 
