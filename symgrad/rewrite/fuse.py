@@ -15,8 +15,9 @@ There are two exceptions, where the values then agree to rounding. A big kernel 
 polynomial in one function of its argument (the k-th derivative of tanh x is a polynomial in
 tanh x) is factored when that halves the work. A small kernel that divides by what it also
 multiplies by (a log-likelihood's gradient through a sigmoid) is factored when that leaves no
-division: the division would give nan where its divisor underflows to 0. A kernel's derivatives, should the fused graph be
-differentiated again, come from ``sympy.diff`` like those of every elementwise node.
+division: the division would give nan where its divisor underflows to 0. A kernel's
+derivatives, should the fused graph be differentiated again, come from ``sympy.diff`` like
+those of every elementwise node.
 """
 
 from __future__ import annotations
