@@ -113,6 +113,16 @@ def xent_hvp_case(g):
     return [hv, sg.grad(sg.cross_entropy(z, y).mean(), z)], [z, y, v], [zv, yv, vv]
 
 
+def bce_case(g):
+    # the gradient and the HVP share y / s - (1 - y) / (1 - s): each cancels s (1 - s) apart
+    z, zv = _x(g, (4, 3))
+    v, vv = _x(g, (4, 3), "v")
+    y = g.constant(RNG.uniform(0, 1, (4, 3)))
+    s = sg.sigmoid(z)
+    loss = sg.sum(-(y * sg.log(s) + (1.0 - y) * sg.log(1.0 - s)))
+    return [sg.grad(loss, z), sg.hvp(loss, [z], [v])[0]], [z, v], [zv, vv]
+
+
 def xent_gradient_and_value_case(g):
     z, zv = _x(g, (4, 3))
     y, yv = _labels(g)
@@ -196,6 +206,7 @@ CASES = {
     "sum_one_hot": sum_one_hot_case,
     "softmax_minus_one_hot": xent_gradient_case,
     "minus_one_hot": xent_hvp_case,
+    "cancel_division": bce_case,
     "scatter_concat": scatter_concat_case,
     "share_logsumexp": xent_gradient_and_value_case,
     "scale_softmax_minus_one_hot": xent_weighted_gradient_case,

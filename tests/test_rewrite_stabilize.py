@@ -169,11 +169,17 @@ def test_binary_cross_entropy_through_a_sigmoid_has_finite_derivatives():
     zv = np.array([-1000.0, 1000.0, -1000.0, 1000.0, -45.0, 0.0, 2.5])
     yv = np.array([1.0, 0.0, 0.0, 1.0, 0.3, 1.0, 0.7])
     vv = np.arange(1.0, 8.0)
-    got_loss, got_grad = sg.compile([loss, gz], [z, y])(zv, yv)
-    (got_hv,) = sg.compile([hv], [z, y, v])(zv, yv, vv)
     p = sigmoid(zv)
     want_loss = np.sum(yv * np.logaddexp(0, -zv) + (1 - yv) * np.logaddexp(0, zv))
-    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-14)
-    np.testing.assert_allclose(got_grad, p - yv, rtol=1e-12, atol=1e-300)
-    np.testing.assert_allclose(got_hv, vv * p * sigmoid(-zv), rtol=1e-9, atol=1e-300)
-    assert np.isfinite(got_grad).all() and np.isfinite(got_hv).all()
+    # apart, each one kernel; together, the gradient and the HVP share the divisions' nodes
+    apart = [
+        *sg.compile([loss, gz], [z, y])(zv, yv),
+        *sg.compile([hv], [z, y, v])(zv, yv, vv),
+    ]
+    together = sg.compile([loss, gz, hv], [z, y, v])
+    for got_loss, got_grad, got_hv in (apart, together(zv, yv, vv)):
+        np.testing.assert_allclose(got_loss, want_loss, rtol=1e-14)
+        np.testing.assert_allclose(got_grad, p - yv, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(got_hv, vv * p * sigmoid(-zv), rtol=1e-9, atol=1e-300)
+        assert np.isfinite(got_grad).all() and np.isfinite(got_hv).all()
+    assert together.rewrite_log["cancel_division"] == 2

@@ -88,6 +88,12 @@ def _fusable(rw: Rewriter, n: int) -> bool:
 
 def _fused(rw: Rewriter, root: int, members: list[int]):
     """The node computing the group ``members`` (topological order, ``root`` last)."""
+    return expression_node(rw, root, *group_expression(rw, members))
+
+
+def group_expression(rw: Rewriter, members: list[int]) -> tuple[sp.Expr, list[int]]:
+    """(the expression of the group ``members``, in topological order, over x0..xk; the
+    nodes x0..xk stand for)."""
     inside = {m: i for i, m in enumerate(members)}
     leaves: list[int] = []
     index: dict[int, int] = {}
@@ -108,7 +114,12 @@ def _fused(rw: Rewriter, root: int, members: list[int]):
             refs.append(("l", index[a]))
         signature.append((rw.expr(m), tuple(refs)))
     expr, used = compose(tuple(signature))
-    args = [rw.t(leaves[k]) for k in used]
+    return expr, [leaves[k] for k in used]
+
+
+def expression_node(rw: Rewriter, root: int, expr: sp.Expr, leaves: list[int]):
+    """A node computing ``expr`` over ``leaves`` in place of ``root``."""
+    args = [rw.t(a) for a in leaves]
     if expr.is_Number:
         return full(rw, float(expr), rw.shape(root), rw.dtype(root))
     if expr.is_Symbol:
@@ -210,17 +221,16 @@ def _cancelled(expr: sp.Expr) -> sp.Expr | None:
     and none but divisions by numbers are left; else None. The gradient of a log-likelihood
     through a sigmoid, (y / s - (1 - y) / (1 - s)) * s * (1 - s), divides by s and 1 - s,
     which underflow to 0 for logits past +-40 (nan there); factored, it is s - y."""
-    denominators = _denominators(expr)
-    if not any(expr.count(d) > 1 for d in denominators):
+    if not any(expr.count(d) > 1 for d in denominators(expr)):
         return None  # no divisor is also a factor elsewhere: nothing to cancel
     # floats as the exact fractions they are: SymPy factors over the rationals (with floats
     # it leaves products by 1.0)
     exact = {f: sp.Rational(*float(f).as_integer_ratio()) for f in expr.atoms(sp.Float)}
     out = sp.factor(expr.xreplace(exact))
-    return None if _denominators(out) else out
+    return None if denominators(out) else out
 
 
-def _denominators(expr: sp.Expr) -> set:
+def denominators(expr: sp.Expr) -> set:
     """What ``expr`` divides by, numbers aside."""
     return {
         e.base

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import sympy as sp
 
 from .. import ops
 from ..ops.elementwise import build, sigmoid, softplus, sym
-from .manager import Rewriter, rewrite
+from .fuse import denominators, expression_node, group_expression
+from .manager import ELEMENTWISE, Rewriter, rewrite
 from .match import NEG, PRODUCT, QUOTIENT, X0, fit, full, reach, unary, uniform, view
 
 
@@ -385,3 +387,70 @@ def sum_neg(rw: Rewriter, n: int):
         return None
     attrs = rw.attrs(n)
     return fit(rw, ops.neg(ops.sum(rw.t(rw.args(x)[0]), attrs["axis"], attrs["keepdims"])), n)
+
+
+# ---- divisions cancelled across nodes ------------------------------------------------------
+CANCEL_DEPTH = 4  # levels of elementwise arguments written out into one expression
+CANCEL_MEMBERS = 24  # nodes written out, at most
+
+
+@rewrite("cancel_division", "stabilize", ELEMENTWISE)
+def cancel_division(rw: Rewriter, n: int):
+    """A float elementwise node whose expression, written out over the elementwise nodes it
+    reads, divides by what it also multiplies by -> one node computing that expression with
+    the divisions cancelled (see ``fuse.simplify``), when none is left. The gradient of
+    y log s + (1 - y) log(1 - s) through s = sigmoid(z) is (y / s - (1 - y) / (1 - s)) times
+    s (1 - s), nan where s or 1 - s underflows to 0: written out, it is s - y. The nodes read
+    are computed again inside the new one where something else reads them too."""
+    if np.dtype(rw.dtype(n)).kind != "f" or not any(rw.is_elementwise(a) for a in rw.args(n)):
+        return None
+    if not _near_division(rw, n, 2):
+        return None
+    members = _elementwise_cone(rw, n)
+    expr, leaves = group_expression(rw, members)
+    if denominators(expr):
+        return None
+    return expression_node(rw, n, expr, leaves)
+
+
+def _near_division(rw: Rewriter, n: int, depth: int) -> bool:
+    """Whether elementwise node n or one it reads, ``depth`` levels deep, divides."""
+    if _divides(rw.expr(n)):
+        return True
+    return depth > 0 and any(
+        rw.is_elementwise(a) and _near_division(rw, a, depth - 1) for a in rw.args(n)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _divides(expr: sp.Expr) -> bool:
+    return bool(denominators(expr))
+
+
+def _elementwise_cone(rw: Rewriter, n: int) -> list[int]:
+    """n and the float elementwise nodes of its dtype it reads, CANCEL_DEPTH levels deep (at
+    most CANCEL_MEMBERS), arguments before the nodes reading them."""
+    depth = {n: 0}
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        if depth[m] == CANCEL_DEPTH:
+            continue
+        for a in rw.args(m):
+            if a in depth or len(depth) == CANCEL_MEMBERS:
+                continue
+            if rw.is_elementwise(a) and rw.dtype(a) == rw.dtype(n):
+                depth[a] = depth[m] + 1
+                stack.append(a)
+    order: list[int] = []
+
+    def visit(m: int) -> None:
+        for a in rw.args(m):
+            if a in depth and a not in seen:
+                seen.add(a)
+                visit(a)
+        order.append(m)
+
+    seen = {n}
+    visit(n)
+    return order
