@@ -429,7 +429,9 @@ def _divides(expr: sp.Expr) -> bool:
 
 def _elementwise_cone(rw: Rewriter, n: int) -> list[int]:
     """n and the float elementwise nodes of its dtype it reads, CANCEL_DEPTH levels deep (at
-    most CANCEL_MEMBERS), arguments before the nodes reading them."""
+    most CANCEL_MEMBERS), that a cancellation needs: those that divide, what they divide by,
+    those reading that, and those between them and n (the rest stay arguments, computed
+    once); arguments before the nodes reading them."""
     depth = {n: 0}
     stack = [n]
     while stack:
@@ -443,6 +445,7 @@ def _elementwise_cone(rw: Rewriter, n: int) -> list[int]:
                 depth[a] = depth[m] + 1
                 stack.append(a)
     order: list[int] = []
+    seen = {n}
 
     def visit(m: int) -> None:
         for a in rw.args(m):
@@ -451,6 +454,12 @@ def _elementwise_cone(rw: Rewriter, n: int) -> list[int]:
                 visit(a)
         order.append(m)
 
-    seen = {n}
     visit(n)
-    return order
+    dividing = {m for m in order if _divides(rw.expr(m))}
+    divisors = {a for m in dividing for a in rw.args(m) if a in depth}
+    # the dividing nodes, those reading a divisor (its factors), and all between them and n
+    kept = dividing | {m for m in order if any(a in divisors for a in rw.args(m))}
+    for m in order:
+        if any(a in kept for a in rw.args(m)):
+            kept.add(m)
+    return [m for m in order if m in kept or m in divisors or m == n]
