@@ -198,34 +198,6 @@ def one_hot(labels: Tensor, depth: int, dtype: str = "float64") -> Tensor:
     return labels.graph.apply("one_hot", [labels], {"depth": int(depth), "dtype": dtype})
 
 
-# scale * (x - one_hot(y)) over x's last axis, with no one-hot matrix: made by a rewrite of
-# compiled graphs where the softmax is needed anyway (else softmax_minus_one_hot below);
-# an optional scale as there
-register(
-    Op(
-        "minus_one_hot",
-        infer=_infer_one_hot_residual,
-        impl=lambda a, at: runtime.minus_one_hot(*_minus_parts(a, at)),
-        emit=lambda ctx, a, at: _residual_call("minus_one_hot", a, at),
-        emit_into=lambda ctx, out, a, at: _residual_call("minus_one_hot", a, at, out),
-        arity=(2, 3),
-        differentiable=False,
-    )
-)
-
-
-def _minus_parts(args, attrs) -> tuple:
-    x, y, _, scale = residual_parts(args, attrs)
-    return x, y, scale
-
-
-def minus_one_hot(x: Tensor, labels: Tensor, scale: Tensor | None = None) -> Tensor:
-    """scale * (x - one_hot(labels, x.shape[-1], x.dtype)), without the one-hot matrix;
-    ``scale`` one value or one per row (shape (..., 1))."""
-    args, attrs = ([x, labels], {}) if scale is None else ([x, labels, scale], {"scaled": True})
-    return x.graph.apply("minus_one_hot", args, attrs)
-
-
 def _xent_residual(node) -> Tensor:
     """softmax(z) - one_hot(y): d loss / d logits per example."""
     z, y = node.args
@@ -244,28 +216,55 @@ def _xent_jvp(node, tangents):
 OPS["cross_entropy"].vjp, OPS["cross_entropy"].jvp = _xent_vjp, _xent_jvp
 
 
-def _residual_call(op: str, args, attrs, out=None) -> str:
-    z, y, lse, scale = residual_parts(args, attrs)
-    extra = {"lse": lse, "scale": scale, "out": out}
-    keywords = "".join(f", {k}={v}" for k, v in extra.items() if v is not None)
-    return f"rt.{op}({z}, {y}{keywords})"
+def _residual_op(name: str, impl, arity: tuple[int, int]) -> None:
+    """Register an op over (logits or x, labels, [logsumexp], [scale]) that writes itself by
+    the runtime function of its name (made by rewrites of compiled graphs, after
+    differentiation, so with no derivatives of its own)."""
 
+    def call(args, attrs, out=None) -> str:
+        z, y, lse, scale = residual_parts(args, attrs)
+        extra = {"lse": lse, "scale": scale, "out": out}
+        keywords = "".join(f", {k}={v}" for k, v in extra.items() if v is not None)
+        return f"rt.{name}({z}, {y}{keywords})"
 
-# softmax(z) - one_hot(y) in one pass: what the cross-entropy gradient computes; made by a
-# rewrite of compiled graphs (after differentiation), so it needs no derivative of its own
-# (optional arguments: the logits' logsumexp, when the forward pass has it, and a scale, the
-# cotangent of the losses, when ``scaled``)
-register(
-    Op(
-        "softmax_minus_one_hot",
-        infer=_infer_one_hot_residual,
-        impl=lambda a, at: runtime.softmax_minus_one_hot(*residual_parts(a, at)),
-        emit=lambda ctx, a, at: _residual_call("softmax_minus_one_hot", a, at),
-        emit_into=lambda ctx, out, a, at: _residual_call("softmax_minus_one_hot", a, at, out),
-        arity=(2, 4),
-        differentiable=False,
+    register(
+        Op(
+            name,
+            infer=_infer_one_hot_residual,
+            impl=impl,
+            emit=lambda ctx, a, at: call(a, at),
+            emit_into=lambda ctx, out, a, at: call(a, at, out),
+            arity=arity,
+            differentiable=False,
+        )
     )
+
+
+def _minus_parts(args, attrs) -> tuple:
+    x, y, _, scale = residual_parts(args, attrs)
+    return x, y, scale
+
+
+# softmax(z) - one_hot(y) in one pass: what the cross-entropy gradient computes (optional
+# arguments: the logits' logsumexp, when the forward pass has it, and a scale, the cotangent
+# of the losses, when ``scaled``)
+_residual_op(
+    "softmax_minus_one_hot",
+    lambda a, at: runtime.softmax_minus_one_hot(*residual_parts(a, at)),
+    (2, 4),
 )
+# scale * (x - one_hot(y)) over x's last axis, with no one-hot matrix, where the softmax is
+# needed anyway (else softmax_minus_one_hot); an optional scale as there
+_residual_op("minus_one_hot", lambda a, at: runtime.minus_one_hot(*_minus_parts(a, at)), (2, 3))
+
+
+def minus_one_hot(x: Tensor, labels: Tensor, scale: Tensor | None = None) -> Tensor:
+    """scale * (x - one_hot(labels, x.shape[-1], x.dtype)), without the one-hot matrix;
+    ``scale`` one value or one per row (shape (..., 1))."""
+    args, attrs = ([x, labels], {}) if scale is None else ([x, labels, scale], {"scaled": True})
+    return x.graph.apply("minus_one_hot", args, attrs)
+
+
 # the cross-entropy from a logsumexp computed once for it and for its gradient
 register(
     Op(
