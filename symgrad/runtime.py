@@ -105,14 +105,20 @@ def _is_last(axis, ndim: int) -> bool:
 
 
 def _floating(x):
-    return x if x.dtype.kind == "f" else x.astype(np.float64)
+    """``x`` in the float dtype NumPy's exp gives it (what the ops' inference says too):
+    float16 for bools and 8-bit integers, float32 for 16-bit ones, float64 for wider."""
+    return x if x.dtype.kind == "f" else x.astype(_exp_dtype(x.dtype))
+
+
+@functools.cache
+def _exp_dtype(dtype: np.dtype) -> np.dtype:
+    return np.exp(np.zeros(1, dtype)).dtype
 
 
 def logsumexp(x, axis, keepdims, out=None):
     """log(sum(exp(x))) over ``axis``, shifted by the max so nothing overflows: a row of -inf
     gives -inf, a +inf entry gives +inf. ``out``, if given, receives the result."""
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
+    x = _floating(x)
     last = x.ndim - 1
     if 0 < x.size <= _TINY and last >= 1 and (not isinstance(axis, tuple) or len(axis) == 1):
         # log(exp(a) + exp(b)) pair by pair: -inf and +inf rows come out right by themselves

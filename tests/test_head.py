@@ -403,3 +403,23 @@ def test_a_per_row_scale_is_computed_before_the_fused_head():
 def test_a_scale_read_from_the_losses_keeps_the_head_apart():
     src = weighted_step(lambda ce, w: ce * ce * w)  # the cotangent 2 * ce * w needs the losses
     assert "rt.softmax_cross_entropy(" not in src and "rt.softmax_minus_one_hot(" in src
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "uint8", "int16", "int32"])
+def test_stable_ops_of_integers_take_the_float_dtype_of_exp(dtype):
+    # float16 for bools and 8-bit integers, float32 for 16-bit ones: what inference says
+    g = sg.Graph()
+    x, y = g.input("x", (5, 3), dtype), g.input("y", (5,), "int64")
+    outs = [sg.softmax(x), sg.log_softmax(x), sg.logsumexp(x, -1), sg.cross_entropy(x, y)]
+    xv, yv = (np.arange(15).reshape(5, 3) % 3 > 0).astype(dtype), np.arange(5) % 3
+    want_dtype = np.exp(np.ones(1, dtype)).dtype
+    evaluated = sg.evaluate(outs, {x: xv, y: yv})
+    compiled = sg.compile(outs, [x, y])(xv, yv)
+    reference = xv.astype(np.float64)
+    lse = reference_lse(reference, -1)
+    wants = [np.exp(reference - lse[:, None]), reference - lse[:, None], lse]
+    wants.append(lse - reference[np.arange(5), yv])
+    for t, a, b, want in zip(outs, evaluated, compiled, wants):
+        assert a.dtype == b.dtype == want_dtype == np.dtype(t.dtype)
+        np.testing.assert_allclose(a, want, rtol=tol(want_dtype.name), atol=tol(want_dtype.name))
+        np.testing.assert_allclose(b, want, rtol=tol(want_dtype.name), atol=tol(want_dtype.name))

@@ -217,3 +217,29 @@ def test_inlined_integer_exponents_fold_exactly():
     # (1.5 - 1) stays: Python computes it as the source says, where folding it could round
     assert "(3 - 1)" not in fn.source and "(2 - 1)" not in fn.source and "(1.5 - 1)" in fn.source
     assert "** 1)" not in fn.source and "np.square(" in fn.source
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x, b: sg.relu(sg.relu(x)),
+        lambda x, b: sg.relu(sg.relu(x) * 2.0 - 0.1),
+        lambda x, b: sg.relu(sg.leaky_relu(x + b)),
+        lambda x, b: sg.abs(sg.relu(x) - 0.5) * sg.tanh(x),
+    ],
+    ids=["relu relu", "relu of a scaled relu", "relu leaky", "abs relu"],
+)
+def test_piecewise_values_in_conditions_are_not_fused(make):
+    # a relu inside another's condition: SymPy would rewrite it to an if-then-else no kernel
+    # computes (or fail rewriting it), so the two stay separate kernels
+    g = sg.Graph()
+    x, b, v = g.input("x", (4, 3)), g.input("b", (3,)), g.input("v", (4, 3))
+    y = make(x, b)
+    loss = sg.sum(y * y)
+    outs = [y, sg.grad(loss, x), sg.hvp(loss, [x], [v])[0]]
+    rng = np.random.default_rng(7)
+    xv, bv, vv = rng.standard_normal((4, 3)), rng.standard_normal(3), rng.standard_normal((4, 3))
+    got = sg.compile(outs, [x, b, v])(xv, bv, vv)
+    want = sg.evaluate(outs, {x: xv, b: bv, v: vv})
+    for a, w in zip(got, want):
+        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-14)

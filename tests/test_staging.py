@@ -87,3 +87,20 @@ def test_fixing_a_variable_or_a_wrong_key_is_checked():
     other = sg.Graph().input("z", ())
     with pytest.raises(sg.InputError, match="not an input"):
         step.specialize({other: 1.0})
+
+
+def test_fixing_only_values_without_the_batch_leaves_its_count_to_each_call():
+    # the mean's element count depends on the batch, which no fixed value binds here
+    g = sg.Graph()
+    X, y = g.input("X", ("batch", 3)), g.input("y", ("batch",), "int64")
+    W, v = g.input("W", (3, 4)), g.input("v", (3, 4))
+    loss = sg.cross_entropy(X @ W, y).mean()
+    (hv,) = sg.hvp(loss, [W], [v])
+    fn = sg.compile(hv, [X, y, W, v])
+    Wv, vv = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    for fixed, rest in (({v: vv}, lambda X_, y_: (X_, y_, Wv)), ({W: Wv, v: vv}, lambda *a: a)):
+        staged = fn.specialize(fixed)
+        for batch in (5, 2, 5):
+            Xv, yv = rng.standard_normal((batch, 3)), rng.integers(0, 4, batch)
+            want = sg.evaluate(hv, {X: Xv, y: yv, W: Wv, v: vv})
+            np.testing.assert_allclose(staged(*rest(Xv, yv)), want, rtol=1e-12, atol=1e-15)

@@ -55,8 +55,8 @@ def specialize(fn, fixed: dict):
         op = G.nx.nodes[n]["op"]
         if op in ("input", "variable") and n not in feed:
             dynamic.add(n)
-        elif any(a in dynamic for a in G.nx.pred[n]):
-            dynamic.add(n)
+        elif any(a in dynamic for a in G.nx.pred[n]) or _unbound(G, n, dims):
+            dynamic.add(n)  # (a batch's element count, say, when no fixed value binds it)
 
     roots = [prog.mapping[o.node] for o in fn.outputs]
     roots += [prog.mapping[x.node] for pair in fn.updates for x in pair]
@@ -91,6 +91,13 @@ def _values(G: Graph, nodes: list[int], feed: dict) -> dict[int, np.ndarray]:
         return {}
     outs = evaluate([Tensor(G, n) for n in nodes], {Tensor(G, n): v for n, v in feed.items()})
     return dict(zip(nodes, outs))
+
+
+def _unbound(G: Graph, n: int, dims: dict) -> bool:
+    """Whether node n's shape or shape attributes hold a symbolic dim no fixed value binds."""
+    data = G.nx.nodes[n]
+    shapes = [data["shape"], *(data["attrs"][k] for k in get_op(data["op"]).shape_attrs)]
+    return any(isinstance(d, str) and d not in dims for shape in shapes for d in shape)
 
 
 def _copy(H: Graph, G: Graph, n: int, args: list[int], dims: dict) -> int:

@@ -301,8 +301,8 @@ def share_logsumexp(rw: Rewriter, n: int):
     """A cross-entropy and its gradient on the same logits: both from one logsumexp (the
     gradient is then exp(z - lse) - one_hot, with no second max and sum)."""
     z, y, lse, scale = ops.nn.residual_parts(rw.args(n), rw.attrs(n))
-    if lse is not None or len(rw.shape(z)) < 1:
-        return None
+    if lse is not None or len(rw.shape(z)) < 1 or rw.dtype(z) != rw.dtype(n):
+        return None  # (integer logits: their logsumexp is of another dtype)
     if rw.op(n) == "cross_entropy":
         # its gradient reads the softmax of the same logits (or already the fused residual)
         near = any(rw.op(c) == "softmax" for c in rw.graph.nx._succ[z])
