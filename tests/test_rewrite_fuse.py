@@ -226,17 +226,24 @@ def test_inlined_integer_exponents_fold_exactly():
         lambda x, b: sg.relu(sg.relu(x) * 2.0 - 0.1),
         lambda x, b: sg.relu(sg.leaky_relu(x + b)),
         lambda x, b: sg.abs(sg.relu(x) - 0.5) * sg.tanh(x),
+        lambda x, b: sg.relu(sg.relu(x / (1.0 + x * x))),
+        lambda x, b: sg.relu(sg.relu(1.0 / (x * x + 1.0))),
+        lambda x, b: sg.leaky_relu(sg.relu(sg.log(x * x + 0.25)), 0.1),
+        lambda x, b: sg.minimum(sg.relu(1.0 / (x * x + 1.0)), x),
     ],
-    ids=["relu relu", "relu of a scaled relu", "relu leaky", "abs relu"],
+    ids=["relu relu", "relu of a scaled relu", "relu leaky", "abs relu", "relu relu ratio"]
+    + ["relu relu reciprocal", "leaky relu log", "minimum relu"],
 )
 def test_piecewise_values_in_conditions_are_not_fused(make):
     # a relu inside another's condition: SymPy would rewrite it to an if-then-else no kernel
-    # computes (or fail rewriting it), so the two stay separate kernels
+    # computes (or fail rewriting it), so the two stay separate kernels, and the rewrites that
+    # read several nodes as one expression do not open them together
     g = sg.Graph()
     x, b, v = g.input("x", (4, 3)), g.input("b", (3,)), g.input("v", (4, 3))
     y = make(x, b)
     loss = sg.sum(y * y)
-    outs = [y, sg.grad(loss, x), sg.hvp(loss, [x], [v])[0]]
+    hvps = [sg.hvp(loss, [x], [v], mode=mode)[0] for mode in ("fwd-rev", "rev-rev")]
+    outs = [y, sg.grad(loss, x), *hvps, sg.jvp(y, x, v)]
     rng = np.random.default_rng(7)
     xv, bv, vv = rng.standard_normal((4, 3)), rng.standard_normal(3), rng.standard_normal((4, 3))
     got = sg.compile(outs, [x, b, v])(xv, bv, vv)

@@ -28,9 +28,8 @@ import numpy as np
 import sympy as sp
 
 from ..ops.elementwise import _frozen, _result_dtype, kernel_template, sym
-from ..ops.sympy_numpy import index_of
 from .manager import Rewriter, graph_pass
-from .match import fit, full
+from .match import fit, full, in_condition, piecewise
 
 MAX_GROUP = 512  # nodes in one kernel: SymPy's work per kernel stays small
 MAX_DEPTH = 48  # nesting of one kernel: SymPy and the emitter recurse over it
@@ -59,10 +58,10 @@ def fuse_elementwise(rw: Rewriter) -> None:
             same = r is not None and (n in static) == (r in static)
             if same and len(groups[r]) < MAX_GROUP and rw.dtype(r) == rw.dtype(n):
                 d = 1 + max(depth[c] for c in users)
-                into = any(conditioned[c] or _in_condition(rw, c, n) for c in users)
+                into = any(conditioned[c] or in_condition(rw, c, n) for c in users)
                 # a piecewise value (relu) in a condition (of another relu): SymPy would
                 # rewrite the condition into an if-then-else no kernel can compute
-                if d <= MAX_DEPTH and not (into and _piecewise(rw.expr(n))):
+                if d <= MAX_DEPTH and not (into and piecewise(rw.expr(n))):
                     root, depth[n], conditioned[n] = r, d, into
         if root is None:
             root, depth[n], conditioned[n] = n, 0, False
@@ -89,24 +88,6 @@ def _static(rw: Rewriter, order: list[int]) -> set[int]:
 
 def _fusable(rw: Rewriter, n: int) -> bool:
     return rw.is_elementwise(n) and np.dtype(rw.dtype(n)).kind == "f"
-
-
-def _in_condition(rw: Rewriter, c: int, n: int) -> bool:
-    """Whether elementwise node c reads n inside a condition (a comparison)."""
-    slots = _condition_slots(rw.expr(c))
-    return any(a == n and i in slots for i, a in enumerate(rw.args(c)))
-
-
-@functools.lru_cache(maxsize=4096)
-def _condition_slots(expr: sp.Expr) -> frozenset[int]:
-    """The argument positions ``expr`` reads inside comparisons."""
-    found = [r.free_symbols for r in expr.atoms(sp.core.relational.Relational)]
-    return frozenset(index_of(s) for s in set().union(*found))
-
-
-@functools.lru_cache(maxsize=4096)
-def _piecewise(expr: sp.Expr) -> bool:
-    return expr.has(sp.Piecewise)
 
 
 def _fused(rw: Rewriter, root: int, members: list[int]):

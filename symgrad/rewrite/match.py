@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import sympy as sp
 
@@ -10,6 +12,7 @@ from ..graph import Tensor
 from ..ops import broadcast_to
 from ..ops.elementwise import sym
 from ..ops.shapes import broadcast_shapes
+from ..ops.sympy_numpy import index_of
 from .manager import Rewriter
 
 X0, X1 = sym(0), sym(1)
@@ -111,10 +114,13 @@ def view(rw: Rewriter, n: int, depth: int = 1, evaluate: bool = True) -> tuple[s
             if a not in opened and rw.is_elementwise(a) and rw.dtype(a) == dtype
         ]
         opened.update(frontier)
+    order = sorted(opened, key=lambda m: rw.rank.get(m, float(m)))  # arguments first
+    if piecewise_in_condition(rw, order):
+        opened, order = {n}, [n]
     leaves: list[int] = []
     done: dict[int, sp.Expr] = {}
     with sp.evaluate(evaluate):
-        for m in sorted(opened, key=lambda m: rw.rank.get(m, float(m))):  # arguments first
+        for m in order:
             subs = {}
             for i, a in enumerate(rw.args(m)):
                 u = uniform(rw, a) if not rw.shape(a) and rw.dtype(a) == rw.dtype(m) else None
@@ -130,6 +136,37 @@ def view(rw: Rewriter, n: int, depth: int = 1, evaluate: bool = True) -> tuple[s
                     subs[sym(i)] = sym(leaves.index(a))
             done[m] = rw.expr(m).xreplace(subs)
     return done[n], leaves
+
+
+def piecewise_in_condition(rw: Rewriter, members: list[int]) -> bool:
+    """Whether, among ``members`` (arguments first), a value computed by a piecewise one
+    (relu) is read inside a condition (of another relu): no one expression can hold that."""
+    valued: set[int] = set()  # members whose value a piecewise expression computed
+    for m in members:
+        if piecewise(rw.expr(m)) or any(a in valued for a in rw.args(m)):
+            valued.add(m)
+        if any(a in valued and in_condition(rw, m, a) for a in rw.args(m)):
+            return True
+    return False
+
+
+def in_condition(rw: Rewriter, c: int, n: int) -> bool:
+    """Whether elementwise node c reads n inside a condition (a comparison)."""
+    slots = _condition_slots(rw.expr(c))
+    return any(a == n and i in slots for i, a in enumerate(rw.args(c)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _condition_slots(expr: sp.Expr) -> frozenset[int]:
+    """The argument positions ``expr`` reads inside comparisons."""
+    found = [r.free_symbols for r in expr.atoms(sp.core.relational.Relational)]
+    return frozenset(index_of(s) for s in set().union(*found))
+
+
+@functools.lru_cache(maxsize=4096)
+def piecewise(expr: sp.Expr) -> bool:
+    """Whether ``expr`` picks between pieces (relu, abs, leaky_relu ...)."""
+    return expr.has(sp.Piecewise)
 
 
 def reach(rw: Rewriter, n: int, depth: int) -> set[int]:

@@ -13,7 +13,19 @@ from .. import ops
 from ..ops.elementwise import build, sigmoid, softplus, sym
 from .fuse import denominators, expression_node, group_expression
 from .manager import ELEMENTWISE, Rewriter, rewrite
-from .match import NEG, PRODUCT, QUOTIENT, X0, fit, full, reach, unary, uniform, view
+from .match import (
+    NEG,
+    PRODUCT,
+    QUOTIENT,
+    X0,
+    fit,
+    full,
+    piecewise_in_condition,
+    reach,
+    unary,
+    uniform,
+    view,
+)
 
 
 # ---- log of something that over- or underflows ----------------------------------------
@@ -407,6 +419,8 @@ def cancel_division(rw: Rewriter, n: int):
     if not _near_division(rw, n, 2):
         return None
     members = _elementwise_cone(rw, n)
+    if piecewise_in_condition(rw, members):
+        return None
     expr, leaves = group_expression(rw, members)
     if denominators(expr):
         return None
