@@ -203,6 +203,8 @@ def _fold_integers(e: sp.Expr, done: dict) -> sp.Expr:
 SIMPLIFY_MIN_OPS = 32  # smaller kernels keep the exact arithmetic of their nodes
 SIMPLIFY_LIMIT = 5000  # distinct subexpressions; bigger kernels are left as they are
 CANCEL_MAX_OPS = 64  # operations (``cost``); bigger kernels keep their divisions
+CANCEL_MAX_DIVISORS = 3  # distinct divisors
+CANCEL_MAX_GENERATORS = 8  # arguments and function values (sigmoid(x0) ...) to factor over
 
 
 def simplify(expr: sp.Expr) -> sp.Expr:
@@ -225,8 +227,14 @@ def _cancelled(expr: sp.Expr) -> sp.Expr | None:
     and none but divisions by numbers are left; else None. The gradient of a log-likelihood
     through a sigmoid, (y / s - (1 - y) / (1 - s)) * s * (1 - s), divides by s and 1 - s,
     which underflow to 0 for logits past +-40 (nan there); factored, it is s - y."""
-    if not any(expr.count(d) > 1 for d in denominators(expr)):
+    divisors = denominators(expr)
+    if not any(expr.count(d) > 1 for d in divisors):
         return None  # no divisor is also a factor elsewhere: nothing to cancel
+    functions = expr.atoms(sp.Function)
+    if len(divisors) > CANCEL_MAX_DIVISORS or any(isinstance(f, sp.Piecewise) for f in functions):
+        return None  # factoring time grows fast with them (and pieces do not factor)
+    if len(expr.free_symbols) + len(functions) > CANCEL_MAX_GENERATORS:
+        return None
     # floats as the exact fractions they are: SymPy factors over the rationals (with floats
     # it leaves products by 1.0)
     exact = {f: sp.Rational(*float(f).as_integer_ratio()) for f in expr.atoms(sp.Float)}
