@@ -115,10 +115,20 @@ def _exp_dtype(dtype: np.dtype) -> np.dtype:
     return np.exp(np.zeros(1, dtype)).dtype
 
 
+def _into(out, value):
+    """``value`` written into ``out``, or as a new array when ``out`` is None."""
+    if out is None:
+        return np.array(value)
+    np.copyto(out, value)
+    return out
+
+
 def logsumexp(x, axis, keepdims, out=None):
     """log(sum(exp(x))) over ``axis``, shifted by the max so nothing overflows: a row of -inf
     gives -inf, a +inf entry gives +inf. ``out``, if given, receives the result."""
     x = _floating(x)
+    if axis == ():  # over no axes (a 0-d x, say): each entry alone, log(exp(x)) = x
+        return _into(out, x)
     last = x.ndim - 1
     if 0 < x.size <= _TINY and last >= 1 and (not isinstance(axis, tuple) or len(axis) == 1):
         # log(exp(a) + exp(b)) pair by pair: -inf and +inf rows come out right by themselves
@@ -185,6 +195,8 @@ def softmax(x, axis, out=None, work=None):
     ``work``, an array of ``softmax_workspace(x.shape, axis)`` and the result's dtype, saves
     allocating that workspace."""
     x = _floating(x)
+    if axis == ():  # over no axes: each entry alone, exp(x - x) / exp(x - x)
+        return _into(out, np.exp(x - x) / np.exp(x - x))
     if softmax_workspace(x.shape, axis) is not None:
         e, _ = _shifted_exp_by_class(x, work)
         np.divide(e, np.add.reduce(e, 0), out=e)

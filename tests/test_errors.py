@@ -314,3 +314,11 @@ def test_a_label_out_of_range_raises_everywhere(batch, label):
                 run()
             for words in ("'labels'", "[0, 3)", f"got [{label}]"):
                 assert words in str(info.value), (name, str(info.value))
+
+
+def test_leaky_relu_of_a_tensor_slope_points_to_prelu():
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    with pytest.raises(sg.GraphError, match=r"alpha must be a number.*prelu.*test_errors\.py"):
+        sg.leaky_relu(x, x)
+    assert len(g) == 1  # nothing was added

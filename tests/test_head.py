@@ -423,3 +423,17 @@ def test_stable_ops_of_integers_take_the_float_dtype_of_exp(dtype):
         assert a.dtype == b.dtype == want_dtype == np.dtype(t.dtype)
         np.testing.assert_allclose(a, want, rtol=tol(want_dtype.name), atol=tol(want_dtype.name))
         np.testing.assert_allclose(b, want, rtol=tol(want_dtype.name), atol=tol(want_dtype.name))
+
+
+def test_stable_ops_over_no_axes_take_each_entry_alone():
+    # a 0-d input (or axis=()): logsumexp is x, softmax 1, log_softmax 0, in both paths
+    g = sg.Graph()
+    x, y = g.input("x", ()), g.input("y", (3,))
+    outs = [sg.logsumexp(x), sg.logsumexp(y, ()), sg.softmax(x, ()), sg.log_softmax(y, ())]
+    outs.append(sg.grad(sg.logsumexp(x) + sg.sum(sg.softmax(y, ())), x))
+    feed = {x: np.array(0.7), y: np.array([-1000.0, 0.0, 1000.0])}
+    wants = [0.7, feed[y], 1.0, np.zeros(3), 1.0]
+    for got in (sg.evaluate(outs, feed), sg.compile(outs, [x, y])(*feed.values())):
+        for t, a, want in zip(outs, got, wants):
+            assert a.shape == t.shape and a.dtype == np.dtype(t.dtype)
+            np.testing.assert_array_equal(a, want)

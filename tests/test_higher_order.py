@@ -211,3 +211,19 @@ def test_jacobian_auto_mode_picks_the_smaller_side():
     # hash-consing returns the very nodes auto built when the same mode is asked for
     assert sg.jacobian(sg.sum(sg.tanh(x)).reshape((1,)), x, mode="rev").node == wide.node
     assert sg.jacobian(sg.tanh(sg.concatenate([x, x])), x, mode="fwd").node == tall.node
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_reverse_jacobian_through_concatenate(axis):
+    # each part's share of the cotangent is cut at the part's size along the axis, which
+    # sits behind the cotangent's batch axes
+    g = sg.Graph()
+    x = g.input("x", (2, 3))
+    y = sg.concatenate([x, sg.tanh(x) * 2.0, x[:1] * 3.0 if axis == 0 else x[:, :1]], axis=axis)
+    xv = np.random.default_rng(4).standard_normal((2, 3))
+    fwd, rev = sg.evaluate([sg.jacobian(y, x, mode="fwd"), sg.jacobian(y, x, mode="rev")], {x: xv})
+    np.testing.assert_allclose(rev, fwd, rtol=1e-13, atol=1e-15)
+    eye = np.eye(6).reshape(6, 2, 3)  # by hand: d y / d x[i] stacks the parts' derivatives
+    parts = [eye, 2 * (1 - np.tanh(xv) ** 2) * eye, 3 * eye[:, :1] if axis == 0 else eye[:, :, :1]]
+    want = np.moveaxis(np.concatenate(parts, axis=1 + axis % 2), 0, -1).reshape(fwd.shape)
+    np.testing.assert_allclose(fwd, want, rtol=1e-13)

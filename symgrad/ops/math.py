@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 
+from ..errors import GraphError, user_site
 from ..graph import Tensor
 from .elementwise import apply_elementwise, define
 from .elementwise import sigmoid as _sigmoid
@@ -109,7 +111,12 @@ neg, exp, log, sqrt, square, abs, sin, cos, tanh, sigmoid, softplus, relu, hard_
 
 
 def leaky_relu(x, alpha: float = 0.01) -> Tensor:
-    """x where x > 0, else alpha * x (alpha a fixed number)."""
+    """x where x > 0, else alpha * x (alpha a fixed number; ``prelu`` takes a tensor)."""
+    if isinstance(alpha, Tensor) or not np.isscalar(alpha):
+        raise GraphError(
+            f"leaky_relu: alpha must be a number, got {type(alpha).__name__}; "
+            f"prelu(x, alpha) takes a tensor ({user_site()})"
+        )
     return apply_elementwise("leaky_relu", x, alpha=float(alpha))
 
 

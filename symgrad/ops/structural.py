@@ -442,10 +442,10 @@ def concatenate(xs, axis: int = 0) -> Tensor:
 
 
 def _concat_vjp(node, g, needed):
-    axis = node.attrs["axis"] + _nb(g, node)
+    axis = node.attrs["axis"] + _nb(g, node)  # in g, behind its batch axes
     out, start = [], 0
     for x, need in zip(node.args, needed):
-        stop = start + x.shape[axis]
+        stop = start + x.shape[node.attrs["axis"]]
         out.append(getitem(g, (slice(None),) * axis + (slice(start, stop),)) if need else None)
         start = stop
     return out
