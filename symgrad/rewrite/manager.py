@@ -296,6 +296,9 @@ class Rewriter:
         self.swap(n, new)
         if made:
             self._place(made)
+        succ = self.graph.nx._succ
+        if self.ordered and new not in made and any(c < new for c in succ.get(new, ())):
+            self.ordered = False  # n was replaced by an existing node newer than its readers
 
     def _place(self, made: list[int]) -> None:
         """Give the nodes a replacement made the ids of the nodes it deleted, keeping every
