@@ -322,3 +322,17 @@ def test_leaky_relu_of_a_tensor_slope_points_to_prelu():
     with pytest.raises(sg.GraphError, match=r"alpha must be a number.*prelu.*test_errors\.py"):
         sg.leaky_relu(x, x)
     assert len(g) == 1  # nothing was added
+
+
+def test_a_cotangent_with_other_symbolic_dims_is_refused():
+    # ('m', 3) for an output of ('n', 3) would give the result the cotangent's dims, which no
+    # call checks against the input's
+    g = sg.Graph()
+    X, Z = g.input("X", ("n", 3)), g.input("Z", ("m", 3))
+    y = X * 2.0
+    before = len(g)
+    with pytest.raises(sg.ShapeError, match=r"cotangent shape \('m', 3\).*\('n', 3\).*test_errors"):
+        sg.vjp(y, X, Z)
+    assert len(g) == before
+    W = g.input("W", (5, "n", 3))  # a batch of cotangents with the output's own dims
+    assert sg.vjp(y, X, W).shape == (5, "n", 3)

@@ -14,7 +14,7 @@ from ..errors import DifferentiationError, GraphError, ShapeError, user_site
 from ..graph import Tensor
 from ..ops import get_op
 from ..ops.reductions import ones_like, zeros_like
-from ..ops.shapes import compatible, is_float
+from ..ops.shapes import is_float
 from ..ops.structural import broadcast_to, unbroadcast
 from .sweep import ancestors, dependents
 
@@ -163,7 +163,9 @@ def vjp(outputs, inputs, cotangents, disconnected: str = "zero"):
         for o, c in zip(outs, cots):
             c = c if isinstance(c, Tensor) else graph.constant(np.asarray(c, dtype=o.dtype))
             nb = c.ndim - o.ndim
-            if nb < 0 or not compatible(c.shape[nb:], o.shape) or batch not in (None, c.shape[:nb]):
+            # the output's own dims, symbolic ones by name: another name would give the
+            # result the cotangent's dims, which no call checks against the input's
+            if nb < 0 or tuple(c.shape[nb:]) != tuple(o.shape) or batch not in (None, c.shape[:nb]):
                 raise ShapeError(
                     f"vjp: cotangent shape {c.shape} does not fit {graph.describe(o.node)} "
                     f"(expected [batch +] {o.shape}, one batch shape for all) at {user_site()}"
