@@ -90,7 +90,8 @@ def check_grads(
         for j, d in enumerate(dirs):
             numeric = _central_difference(h, point, d, eps)
             for mode in modes:
-                sym = float(evaluate(_directional(h, xs, d, mode), point))
+                derivative, tangents = _directional(h, xs, d, mode)
+                sym = float(evaluate(derivative, {**point, **tangents}))
                 rec = CheckRecord(k, mode, j, sym, numeric)
                 records.append(rec)
                 if rec.error > atol + rtol * max(abs(sym), abs(numeric)):
@@ -116,18 +117,32 @@ def check_grads(
     return records
 
 
-def _directional(h: Tensor, xs, d, mode: str) -> Tensor:
+def _directional(h: Tensor, xs, d, mode: str) -> tuple[Tensor, dict]:
+    """(the derivative of h along the directions d, the values of the inputs it adds)."""
     graph = h.graph
-    consts = [graph.constant(d[x]) for x in xs]
     if mode == "rev":
         total = None
-        for g_, c in zip(grad(h, xs), consts):
-            term = sum_(g_ * c)
+        for g_, x in zip(grad(h, xs), xs):
+            term = sum_(g_ * graph.constant(d[x]))
             total = term if total is None else total + term
-        return total
-    if mode == "fwd":
-        return jvp(h, xs, consts)
+        return total, {}
+    if mode == "fwd":  # tangents of the inputs' own shapes: inputs where a dim is symbolic
+        tangents, fed = [], {}
+        for x in xs:
+            if any(isinstance(n, str) for n in x.shape):
+                tangents.append(_fresh_input(graph, x))
+                fed[tangents[-1]] = d[x]
+            else:
+                tangents.append(graph.constant(d[x]))
+        return jvp(h, xs, tangents), fed
     raise InputError(f"check_grads mode must be 'rev' or 'fwd', got {mode!r}")
+
+
+def _fresh_input(graph, x: Tensor) -> Tensor:
+    k = 0
+    while f"check_grads tangent {k}" in graph._names:
+        k += 1
+    return graph.input(f"check_grads tangent {k}", x.shape, x.dtype)
 
 
 def _central_difference(h: Tensor, point: dict, d: dict, eps: float) -> float:

@@ -229,3 +229,16 @@ def test_check_grads_with_respect_to_an_unfed_variable():
     W = g.variable("W", np.array([0.5, -1.5]))
     records = sg.check_grads(sg.sum(sg.tanh(x * W)), {x: np.ones(2)}, wrt=[W], order=2)
     assert len(records) == 4 and all(r.error < 1e-7 for r in records)
+
+
+def test_check_grads_in_forward_mode_with_symbolic_dims():
+    # the tangents take the inputs' own (symbolic) shapes, as inputs fed with the directions
+    g = sg.Graph()
+    x, b = g.input("x", ("n", 3)), g.input("b", (3,))
+    f = sg.sum(sg.tanh(x) * b)
+    feed = {x: np.random.default_rng(2).standard_normal((4, 3)), b: np.arange(3.0)}
+    records = sg.check_grads(f, feed, order=2, modes=("fwd", "rev"))
+    assert len(records) == 8 and all(r.error < 1e-7 for r in records)
+    before = len(g)
+    sg.check_grads(f, feed, modes=("fwd",))  # again: fresh names for the tangents
+    assert len(g) > before
