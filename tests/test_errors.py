@@ -336,3 +336,18 @@ def test_a_cotangent_with_other_symbolic_dims_is_refused():
     assert len(g) == before
     W = g.input("W", (5, "n", 3))  # a batch of cotangents with the output's own dims
     assert sg.vjp(y, X, W).shape == (5, "n", 3)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [(slice(None), [5]), (slice(None), np.array([0, -4])), (None, Ellipsis, [3])],
+    ids=["list", "negative", "after None and ..."],
+)
+def test_an_index_array_of_known_values_is_checked_when_built(index):
+    g = sg.Graph()
+    X = g.input("X", ("n", 3))
+    before = len(g)
+    with pytest.raises(sg.ShapeError, match=r"(?s)out of bounds for a dim of size 3.*test_errors"):
+        X[index]
+    assert len(g) == before
+    assert X[:, [-3, 2]].shape == ("n", 2) and X[[7, 1]].shape == (2, 3)  # n: checked per call

@@ -199,12 +199,14 @@ def expand_tangent(t: Tensor, x: Tensor, out: Tensor) -> Tensor:
 
 
 # ---- getitem and its transpose ------------------------------------------------------------
-def _index_items(index, graph) -> tuple[tuple, list[Tensor]]:
-    """Canonical, hashable index spec plus the integer index tensors it refers to."""
+def _index_items(index, graph, shape: tuple = ()) -> tuple[tuple, list[Tensor]]:
+    """Canonical, hashable index spec plus the integer index tensors it refers to; integer
+    arrays given as values are checked against the concrete dims of ``shape`` they index."""
     if not isinstance(index, tuple):
         index = (index,)
     spec, tensors = [], []
-    for item in index:
+    axes = _item_axes(index, len(shape))
+    for item, axis in zip(index, axes):
         if item is None:
             spec.append(("newaxis",))
         elif item is Ellipsis:
@@ -222,6 +224,8 @@ def _index_items(index, graph) -> tuple[tuple, list[Tensor]]:
         elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             spec.append(("int", int(item)))
         else:
+            if not isinstance(item, Tensor):
+                _check_range(np.asarray(item), shape[axis] if axis < len(shape) else None)
             t = item if isinstance(item, Tensor) else graph.constant(np.asarray(item))
             if not np.issubdtype(np.dtype(t.dtype), np.integer):
                 raise ShapeError(
@@ -231,6 +235,31 @@ def _index_items(index, graph) -> tuple[tuple, list[Tensor]]:
             spec.append(("tensor", len(tensors)))
             tensors.append(t)
     return tuple(spec), tensors
+
+
+def _item_axes(index: tuple, ndim: int) -> list[int]:
+    """The axis of the indexed array each index item reads (None and ... read none)."""
+    consuming = sum(1 for item in index if item is not None and item is not Ellipsis)
+    axes, axis = [], 0
+    for item in index:
+        axes.append(axis)
+        if item is Ellipsis:
+            axis += max(0, ndim - consuming)
+        elif item is not None:
+            axis += 1
+    return axes
+
+
+def _check_range(values: np.ndarray, size) -> None:
+    """An integer array of known values indexing a dim of known size: each within range."""
+    if not isinstance(size, int) or values.dtype.kind not in "iu" or not values.size:
+        return
+    bad = values[(values < -size) | (values >= size)]
+    if bad.size:
+        raise ShapeError(
+            f"index {bad[:5].tolist()} out of bounds for a dim of size {size} "
+            f"(an index array must lie in [-{size}, {size}))"
+        )
 
 
 def _python_index(spec, arrays):
@@ -320,8 +349,9 @@ register(
 
 def getitem(x: Tensor, index) -> Tensor:
     """NumPy basic and integer-array indexing: ints, slices, None, ..., integer arrays/Tensors."""
-    spec, tensors = _index_items(index, x.graph)
-    return x.graph.apply("getitem", [x, *tensors], {"index": spec})
+    with x.graph.transaction():
+        spec, tensors = _index_items(index, x.graph, x.shape)
+        return x.graph.apply("getitem", [x, *tensors], {"index": spec})
 
 
 def _infer_scatter(types, attrs):
