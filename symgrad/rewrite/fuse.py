@@ -235,10 +235,13 @@ def _cancelled(expr: sp.Expr) -> sp.Expr | None:
         return None  # factoring time grows fast with them (and pieces do not factor)
     if len(expr.free_symbols) + len(functions) > CANCEL_MAX_GENERATORS:
         return None
-    # floats as the exact fractions they are: SymPy factors over the rationals (with floats
-    # it leaves products by 1.0)
-    exact = {f: sp.Rational(*float(f).as_integer_ratio()) for f in expr.atoms(sp.Float)}
+    # floats that are short binary fractions (1.0, 0.25, 1/batch) as those fractions: SymPy
+    # factors over the rationals (with floats it leaves products by 1.0); others, such as
+    # 0.3, stay floats (as fractions they carry 17-digit numerators into the kernel)
+    ratios = {f: float(f).as_integer_ratio() for f in expr.atoms(sp.Float)}
+    exact = {f: sp.Rational(p, q) for f, (p, q) in ratios.items() if q <= 1 << 16}
     out = sp.factor(expr.xreplace(exact))
+    out = out.xreplace({f: sp.Integer(int(f)) for f in out.atoms(sp.Float) if f == int(f)})
     return None if denominators(out) else out
 
 
