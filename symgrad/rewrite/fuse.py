@@ -241,7 +241,8 @@ def _cancelled(expr: sp.Expr) -> sp.Expr | None:
     ratios = {f: float(f).as_integer_ratio() for f in expr.atoms(sp.Float)}
     exact = {f: sp.Rational(p, q) for f, (p, q) in ratios.items() if q <= 1 << 16}
     out = sp.factor(expr.xreplace(exact))
-    out = out.xreplace({f: sp.Integer(int(f)) for f in out.atoms(sp.Float) if f == int(f)})
+    whole = {f: sp.Integer(int(f)) for f in out.atoms(sp.Float) if float(f).is_integer()}
+    out = out.xreplace(whole)
     return None if denominators(out) else out
 
 
