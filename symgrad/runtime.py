@@ -79,6 +79,11 @@ def label_positions(shape, labels) -> np.ndarray:
         raise
 
 
+def check_labels(labels, classes: int) -> None:
+    """Raise IndexError if a label lies outside [0, classes)."""
+    _checked(np.asarray(labels), classes)
+
+
 def _checked(labels, classes: int):
     """``labels``, after raising IndexError if one lies outside [0, classes) (NumPy's own
     indexing would wrap a negative label around to a class from the end)."""

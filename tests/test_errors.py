@@ -351,3 +351,30 @@ def test_an_index_array_of_known_values_is_checked_when_built(index):
         X[index]
     assert len(g) == before
     assert X[:, [-3, 2]].shape == ("n", 2) and X[[7, 1]].shape == (2, 3)  # n: checked per call
+
+
+def test_a_bad_label_fails_the_call_before_any_variable_is_written():
+    # the update of w is written where it is computed, before the one-hot is scheduled: the
+    # labels read after the first write are checked first
+    g = sg.Graph()
+    x, i = g.input("x", (3,)), g.input("i", (2,), "int64")
+    w = g.variable("w", np.ones(3))
+    loss = sg.sum(sg.tanh(w * x))
+    step = w - 0.1 * sg.grad(loss, w)
+    f = sg.compile([loss, sg.sum(sg.one_hot(i, 3))], [x, i], updates={w: step})
+    with pytest.raises(sg.InputError, match=r"(?s)one_hot.*\[0, 3\).*got \[7\]"):
+        f(np.ones(3), np.array([0, 7]))
+    np.testing.assert_array_equal(w.value, np.ones(3))
+    f(np.ones(3), np.array([0, 2]))  # a good call still updates
+    np.testing.assert_allclose(w.value, 1 - 0.1 * (1 - np.tanh(1.0) ** 2))
+    assert "rt.check_labels(a1, 3)" in f.source.splitlines()[1]
+
+
+def test_a_bad_label_in_a_fused_head_names_the_head():
+    g = sg.Graph()
+    X, y = g.input("X", ("batch", 3)), g.input("y", ("batch",), "int64")
+    W = g.variable("W", np.zeros((3, 4)))
+    loss = sg.cross_entropy(X @ W, y).mean()
+    f = sg.compile([loss, sg.grad(loss, W)], [X, y])
+    with pytest.raises(sg.InputError, match=r"(?s)softmax_minus_one_hot.*got \[9\].*'y'"):
+        f(np.ones((2, 3)), np.array([0, 9]))

@@ -141,11 +141,45 @@ class Program:
 _BUILT = itertools.count()
 
 
+# ops reading integer labels: which argument, and where the number of classes is
+LABEL_READERS = {
+    "one_hot": (0, lambda graph, n: graph.nx.nodes[n]["attrs"]["depth"]),
+    **{
+        op: (1, lambda graph, n: graph.nx.nodes[graph.args(n)[0]]["shape"][-1])
+        for op in ("cross_entropy", "cross_entropy_from_lse", "softmax_minus_one_hot")
+    },
+    "minus_one_hot": (1, lambda graph, n: graph.nx.nodes[graph.args(n)[0]]["shape"][-1]),
+}
+
+
+def _label_checks(graph, order, names, in_place, layout, dims) -> list[str]:
+    """Statements checking, before anything else, the labels that nodes scheduled after a
+    variable is first written in place read: a bad label must fail the call before any
+    variable has changed."""
+    variables = [d["attrs"]["value"] for _, d in graph.nx.nodes(data=True) if d["op"] == "variable"]
+    writes = set(in_place) | {
+        n
+        for n, a in layout.slots.items()
+        if n in layout.statements and any(a is v for v in variables)
+    }
+    first = next((i for i, n in enumerate(order) if n in writes), None)
+    checks = []
+    for n in order[first:] if first is not None else ():
+        op = graph.nx.nodes[n]["op"]
+        if op not in LABEL_READERS:
+            continue
+        k, classes = LABEL_READERS[op]
+        labels, depth = names.get(graph.args(n)[k], ""), classes(graph, n)
+        if labels.startswith("a") and isinstance(depth, int):  # an argument of the call
+            checks.append(f"rt.check_labels({labels}, {depth})  # %{n} {op}")
+    return checks
+
+
 def node_of_line(source: str, lineno: int) -> int | None:
     """The graph node that line ``lineno`` (from 1) of generated source computes."""
     lines = source.splitlines()
     if 0 < lineno <= len(lines):
-        m = re.search(r"  # %(\d+) \w+$", lines[lineno - 1])
+        m = re.search(r"  # %(\d+) \w+( and %\d+)?$", lines[lineno - 1])  # (a fused head's two)
         if m:
             return int(m.group(1))
     return None
@@ -373,6 +407,7 @@ def emit_program(
         body = header + body
     aliased = may_alias(graph, order) | set(folded)
     # updates: read every new value before writing any (a value may view another variable)
+    body = _label_checks(graph, order, names, in_place, layout, dims) + body
     staged = []
     for i, (var, value) in enumerate(updates):
         if value in in_place:
