@@ -378,3 +378,22 @@ def test_a_bad_label_in_a_fused_head_names_the_head():
     f = sg.compile([loss, sg.grad(loss, W)], [X, y])
     with pytest.raises(sg.InputError, match=r"(?s)softmax_minus_one_hot.*got \[9\].*'y'"):
         f(np.ones((2, 3)), np.array([0, 9]))
+
+
+def test_hvp_jacobian_and_hessian_are_all_or_nothing():
+    g = sg.Graph()
+    x, B = g.input("x", (3,)), g.input("B", ("n", 3))
+    v4, i = g.input("v4", (4,)), g.input("i", (3,), "int64")
+    c = sg.sum(sg.tanh(x) ** 2) + sg.sum(B)
+    bad = [
+        (sg.ShapeError, lambda: sg.hvp(c, x, v4)),  # the gradient is built before v is read
+        (sg.GraphError, lambda: sg.hvp(c, x, x, mode="bogus")),
+        (sg.DifferentiationError, lambda: sg.hessian(c, B)),
+        (sg.DifferentiationError, lambda: sg.jacobian(sg.tanh(x), [x, i])),
+    ]
+    sg.tanh(x)  # made now: the jacobian's argument is this same node, not a new one
+    before = len(g)
+    for error, call in bad:
+        with pytest.raises(error):
+            call()
+        assert len(g) == before

@@ -22,17 +22,18 @@ def hvp(f: Tensor, wrt, v, mode: str = "fwd-rev"):
     vs, _ = _as_list(v)
     if len(ws) != len(vs):
         raise GraphError(f"hvp: {len(ws)} inputs but {len(vs)} vectors ({user_site()})")
-    gs = grad(f, ws)
-    if mode == "fwd-rev":
-        out = jvp(gs, ws, vs)
-    elif mode == "rev-rev":
-        dot = None
-        for g_, v_ in zip(gs, vs):
-            term = sum(g_ * v_)
-            dot = term if dot is None else dot + term
-        out = grad(dot, ws)
-    else:
-        raise GraphError(f"hvp mode must be 'fwd-rev' or 'rev-rev', got {mode!r}")
+    if mode not in ("fwd-rev", "rev-rev"):
+        raise GraphError(f"hvp mode must be 'fwd-rev' or 'rev-rev', got {mode!r} ({user_site()})")
+    with f.graph.transaction():  # all or nothing: a bad v leaves no gradient nodes behind
+        gs = grad(f, ws)
+        if mode == "fwd-rev":
+            out = jvp(gs, ws, vs)
+        else:
+            dot = None
+            for g_, v_ in zip(gs, vs):
+                term = sum(g_ * v_)
+                dot = term if dot is None else dot + term
+            out = grad(dot, ws)
     return out[0] if single else out
 
 
@@ -40,7 +41,8 @@ def _basis(x: Tensor) -> Tensor:
     n = numel(x.shape)
     if n is None:
         raise DifferentiationError(
-            f"jacobian/hessian need concrete dims, {x.graph.describe(x.node)} has symbolic ones"
+            f"jacobian/hessian need concrete dims, {x.graph.describe(x.node)} has symbolic "
+            f"ones ({user_site()})"
         )
     return x.graph.constant(np.eye(n, dtype=x.dtype).reshape((n,) + x.shape))
 
@@ -61,6 +63,12 @@ def jacobian(y: Tensor, x, mode: str = "auto"):
     xs, single = _as_list(x)
     if mode not in ("auto", "fwd", "rev"):
         raise GraphError(f"jacobian mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
+    with y.graph.transaction():
+        out = _jacobians(y, xs, mode)
+    return out[0] if single else out
+
+
+def _jacobians(y: Tensor, xs: list, mode: str) -> list:
     out = []
     for xi in xs:
         m, n = numel(y.shape), numel(xi.shape)
@@ -71,13 +79,14 @@ def jacobian(y: Tensor, x, mode: str = "auto"):
         else:
             cols = jvp(y, xi, _basis(xi))  # (n,) + y.shape: column j is J e_j
             out.append(reshape(_move_front_to_back(cols, 1), y.shape + xi.shape))
-    return out[0] if single else out
+    return out
 
 
 def hessian(f: Tensor, x):
     """Hessian of the scalar ``f``: shape x.shape + x.shape (forward over reverse)."""
     xs, single = _as_list(x)
-    if single:
-        return jacobian(grad(f, xs[0]), xs[0])
-    gs = grad(f, xs)
-    return [[jacobian(g_, xj) for xj in xs] for g_ in gs]
+    with f.graph.transaction():
+        if single:
+            return jacobian(grad(f, xs[0]), xs[0])
+        gs = grad(f, xs)
+        return [[jacobian(g_, xj) for xj in xs] for g_ in gs]
