@@ -397,3 +397,23 @@ def test_hvp_jacobian_and_hessian_are_all_or_nothing():
         with pytest.raises(error):
             call()
         assert len(g) == before
+
+
+def test_bad_reshapes_one_hots_maxouts_and_slices_are_refused_when_built():
+    g = sg.Graph()
+    B, M = g.input("B", ("batch", 4)), g.input("M", (2, 6))
+    L, F = g.input("L", (3,), "int64"), g.input("F", (3,))
+    bad = [
+        (lambda: B.reshape("batch", 3), r"cannot reshape \(batch, 4\) to \(batch, 3\)"),
+        (lambda: sg.one_hot(L, -1), "depth must be a positive int, got -1"),
+        (lambda: sg.one_hot(L, 2.5), "depth must be a positive int, got 2.5"),
+        (lambda: sg.one_hot(F, 3), "labels must be integers, got float64"),
+        (lambda: sg.maxout(M, 0), "pieces must be a positive int, got 0"),
+        (lambda: M[::0], "slice step cannot be zero"),
+    ]
+    before = len(g)
+    for call, words in bad:
+        with pytest.raises(sg.ShapeError, match=rf"(?s){words}.*test_errors"):
+            call()
+        assert len(g) == before
+    assert B.reshape("batch", 2, 2).shape == ("batch", 2, 2)

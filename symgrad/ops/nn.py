@@ -195,6 +195,11 @@ register(
 
 
 def one_hot(labels: Tensor, depth: int, dtype: str = "float64") -> Tensor:
+    """Rows of ``depth`` zeros with a one at each integer label."""
+    if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) or depth < 1:
+        raise ShapeError(f"one_hot depth must be a positive int, got {depth!r}")
+    if not np.issubdtype(np.dtype(labels.dtype), np.integer):
+        raise ShapeError(f"one_hot labels must be integers, got {labels.dtype}")
     return labels.graph.apply("one_hot", [labels], {"depth": int(depth), "dtype": dtype})
 
 
@@ -313,6 +318,8 @@ def mse(pred, target) -> Tensor:
 def maxout(x: Tensor, pieces: int) -> Tensor:
     """Max over groups of ``pieces`` consecutive units of the last axis: (..., n*k) -> (..., n)."""
     last = x.shape[-1]
+    if not isinstance(pieces, (int, np.integer)) or pieces < 1:
+        raise ShapeError(f"maxout pieces must be a positive int, got {pieces!r}")
     if isinstance(last, str) or last % pieces:
         raise ShapeError(f"maxout: last dim {last!r} is not a multiple of {pieces}")
     return max(reshape(x, x.shape[:-1] + (last // pieces, pieces)), -1)

@@ -44,6 +44,9 @@ def _infer_reshape(types, attrs):
         raise ShapeError(
             f"reshape {format_shape(x.shape)} to {format_shape(shape)}: symbolic dims must be kept"
         )
+    concrete = [numel(tuple(d for d in s if not isinstance(d, str))) for s in (x.shape, shape)]
+    if concrete[0] != concrete[1]:  # the same symbolic dims, times other sizes
+        raise ShapeError(f"cannot reshape {format_shape(x.shape)} to {format_shape(shape)}")
     return shape, x.dtype
 
 
@@ -215,6 +218,8 @@ def _index_items(index, graph, shape: tuple = ()) -> tuple[tuple, list[Tensor]]:
             for v in (item.start, item.stop, item.step):
                 if v is not None and not isinstance(v, (int, np.integer)):
                     raise ShapeError(f"slice bounds must be ints, got {item}")
+            if item.step == 0:
+                raise ShapeError(f"slice step cannot be zero, got {item}")
             spec.append(
                 (
                     "slice",
