@@ -392,3 +392,25 @@ def test_staged_and_plain_calls_agree(case):
     staged, plain = _staged(fn, fixed)(v), fn(*[fixed[x] for x in fn.inputs[:-1]], v)
     np.testing.assert_allclose(staged, plain, rtol=1e-12)
     np.testing.assert_allclose(staged, case["H"] @ v, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "diagonal, k, which, want",
+    [
+        ([5.0, 5.0, 1.0, 1.0, 0.0], 2, "LA", [5.0, 5.0]),
+        ([5.0, 5.0, 1.0, 1.0, 0.0], 3, "SA", [0.0, 1.0, 1.0]),
+        ([1.0] * 6, 3, "LA", [1.0, 1.0, 1.0]),
+    ],
+)
+def test_repeated_eigenvalues_come_with_their_multiplicity(diagonal, k, which, want):
+    # one Krylov space holds one direction per eigenvalue: when it becomes invariant, Lanczos
+    # goes on from a random vector orthogonal to it
+    rng = np.random.default_rng(1)
+    Q, _ = np.linalg.qr(rng.standard_normal((len(diagonal),) * 2))
+    A = Q @ np.diag(diagonal) @ Q.T
+    np.testing.assert_allclose(krylov.top_eigenvalues(A, k, which=which), want, atol=1e-12)
+
+
+def test_lanczos_refuses_a_zero_start_vector():
+    with pytest.raises(ValueError, match="zero"):
+        krylov.lanczos(np.eye(5), 3, v0=np.zeros(5))

@@ -55,18 +55,25 @@ def lanczos(
     *,
     seed: int = 0,
     start: LanczosResult | None = None,
+    restart: bool = False,
 ) -> LanczosResult:
     """``k`` Lanczos steps (at most n) on the symmetric ``op`` (a LinearOperator, a matrix or
     anything scipy's ``aslinearoperator`` takes) with full reorthogonalization.
 
     Starts from ``v0`` (default: a random vector from ``seed``), or continues ``start`` for
-    ``k`` more steps. Stops early when the Krylov space becomes invariant.
+    ``k`` more steps. When the Krylov space becomes invariant it stops early, or with
+    ``restart`` goes on from a random vector orthogonal to the basis (T then has a zero
+    off-diagonal entry there): a Krylov space holds one direction of each eigenvalue, so a
+    repeated eigenvalue shows its multiplicity only across restarts.
     """
     A: LinearOperator = aslinearoperator(op)
     n = A.shape[0]
+    rng = np.random.default_rng(seed)
     if start is None:
-        q = np.random.default_rng(seed).standard_normal(n) if v0 is None else np.ravel(v0)
+        q = rng.standard_normal(n) if v0 is None else np.ravel(v0)
         q = np.asarray(q, dtype=np.float64)
+        if not np.linalg.norm(q) > 0:
+            raise ValueError("lanczos: the start vector v0 is zero (or not finite)")
         alphas, betas, basis = [], [], []
         residual = q / np.linalg.norm(q)  # as if beta = 1 and q1 the residual
         beta = 1.0
@@ -78,11 +85,14 @@ def lanczos(
     tiny = np.finfo(np.float64).eps
     scale = max([abs(a) for a in alphas] + [beta, tiny])
     for _ in range(min(k, n - len(basis))):
-        if beta <= tiny * n * scale:  # invariant subspace: nothing new to find
-            residual = np.zeros(n)
-            break
+        coupling = beta
+        if beta <= tiny * n * scale:  # invariant subspace: nothing new to find from here
+            if not restart:
+                residual = np.zeros(n)
+                break
+            residual, beta, coupling = _orthogonal_start(rng, basis), 1.0, 0.0
         if basis:
-            betas.append(beta)
+            betas.append(coupling)
         q = residual / beta
         basis.append(q)
         w = np.asarray(A.matvec(q), dtype=np.float64).ravel()
@@ -94,7 +104,7 @@ def lanczos(
         residual = w
         beta = float(np.linalg.norm(w))
         scale = max(scale, abs(alpha), beta)
-    if len(basis) == n or beta <= tiny * n * scale:
+    if len(basis) == n or (beta <= tiny * n * scale and not restart):
         residual = np.zeros(n)
     Q = np.array(basis).T if basis else np.zeros((n, 0))
     return LanczosResult(np.array(alphas), np.array(betas), Q, residual)
@@ -105,6 +115,15 @@ _ORDER = {
     "SA": lambda theta: np.argsort(theta),  # smallest algebraic first
     "LM": lambda theta: np.argsort(-np.abs(theta)),  # largest magnitude first
 }
+
+
+def _orthogonal_start(rng, basis: list) -> np.ndarray:
+    """A random unit vector orthogonal to the (orthonormal) ``basis``."""
+    Q = np.array(basis).T
+    q = rng.standard_normal(Q.shape[0])
+    for _ in range(2):
+        q = q - Q @ (Q.T @ q)
+    return q / np.linalg.norm(q)
 
 
 def top_eigenvalues(
@@ -132,7 +151,7 @@ def top_eigenvalues(
         raise ValueError(f"k = {k} eigenvalues of a {n} x {n} operator")
     limit = n if max_steps is None else min(n, max_steps)
     steps = min(limit, max(2 * k + 10, 20))
-    result = lanczos(op, steps, seed=seed)
+    result = lanczos(op, steps, seed=seed, restart=True)
     while True:
         theta, Y, bounds = result.ritz()
         pick = _ORDER[which](theta)[:k]
@@ -140,6 +159,7 @@ def top_eigenvalues(
         done = np.all(bounds[pick] <= tol * scale) or result.invariant
         if done or result.steps >= limit:
             break
-        result = lanczos(op, min(limit, 2 * result.steps) - result.steps, start=result)
+        steps = min(limit, 2 * result.steps) - result.steps
+        result = lanczos(op, steps, seed=seed + result.steps, start=result, restart=True)
     values = theta[pick]
     return (values, Y[:, pick]) if return_vectors else values
