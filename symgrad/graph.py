@@ -54,6 +54,10 @@ def freeze(value: Any) -> Any:
 def normalize_shape(shape: Any) -> Shape:
     if isinstance(shape, (int, np.integer, str)):
         shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise ShapeError(
+            f"a shape is a tuple of ints >= 0 and names, got {shape!r}; at {user_site()}"
+        )
     out = []
     for d in shape:
         if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
@@ -61,7 +65,10 @@ def normalize_shape(shape: Any) -> Shape:
         elif isinstance(d, str) and d:
             out.append(d)
         else:
-            raise ShapeError(f"bad dimension {d!r} in shape {shape!r}: use an int >= 0 or a name")
+            raise ShapeError(
+                f"bad dimension {d!r} in shape {shape!r}: use an int >= 0 or a name; "
+                f"at {user_site()}"
+            )
     return tuple(out)
 
 
@@ -78,7 +85,7 @@ class Graph:
     # ---- leaves -----------------------------------------------------------------------
     def input(self, name: str, shape: Any = (), dtype: str = "float64") -> Tensor:
         """A value supplied at call time. Dims are ints or symbolic names such as "batch"."""
-        dtype = _numeric(_dtype(dtype), f"input {name!r}")
+        dtype = numeric_dtype(_dtype(dtype), f"input {name!r}")
         return self._leaf("input", name, normalize_shape(shape), dtype, {})
 
     def variable(self, name: str, value: Any, dtype: str | None = None) -> Tensor:
@@ -472,13 +479,13 @@ def _array(value: Any, dtype, what: str, copy: bool = True) -> np.ndarray:
         value = np.array(value, dtype=dtype, copy=True) if copy else np.asarray(value, dtype)
     except (TypeError, ValueError) as e:
         raise GraphError(f"{what}: cannot make an array of it ({e}); at {user_site()}") from None
-    _numeric(value.dtype, what)
+    numeric_dtype(value.dtype, what)
     return value
 
 
-def _numeric(dtype, what: str) -> str:
+def numeric_dtype(dtype, what: str) -> str:
     """The name of ``dtype``, which must be a number or bool type (what the ops compute on)."""
-    dtype = np.dtype(dtype)
+    dtype = _dtype(dtype)
     if dtype.kind not in "biufc":
         raise ShapeError(f"{what}: dtype {dtype} is not a number or bool type; at {user_site()}")
     return dtype.name

@@ -417,3 +417,27 @@ def test_bad_reshapes_one_hots_maxouts_and_slices_are_refused_when_built():
             call()
         assert len(g) == before
     assert B.reshape("batch", 2, 2).shape == ("batch", 2, 2)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda g, M, x, f: sg.sum(M, axis=1.0), sg.ShapeError, "axis must be an int"),
+        (lambda g, M, x, f: M.transpose("a", "b"), sg.ShapeError, "transpose axes must be ints"),
+        (lambda g, M, x, f: sg.cast(x, "float33"), sg.ShapeError, "unknown dtype 'float33'"),
+        (lambda g, M, x, f: sg.cast(x, object), sg.ShapeError, "not a number or bool type"),
+        (lambda g, M, x, f: sg.grad(np.ones(()), x), sg.GraphError, "got ndarray"),
+        (lambda g, M, x, f: g.input("i", None), sg.ShapeError, "a shape is a tuple"),
+        (lambda g, M, x, f: f(x=np.ones(3)), sg.InputError, r"by position.*\['x'\]"),
+    ],
+    ids=["float axis", "named axes", "unknown dtype", "object dtype", "array cost", "no shape"]
+    + ["keywords"],
+)
+def test_plain_python_mistakes_raise_symgrad_errors(call, error, words):
+    g = sg.Graph()
+    M, x = g.input("M", (2, 3)), g.input("x", (3,))
+    f = sg.compile(sg.sum(x), [x])
+    before = len(g)
+    with pytest.raises(error, match=rf"(?s){words}.*test_errors"):
+        call(g, M, x, f)
+    assert len(g) == before

@@ -121,6 +121,10 @@ def grad(
     (``cost`` may then be None).
     """
     known = dict(known_grads or {})
+    if cost is not None and not isinstance(cost, Tensor):
+        raise GraphError(
+            f"grad needs a symgrad Tensor as its cost, got {type(cost).__name__} ({user_site()})"
+        )
     if cost is not None:
         if cost.ndim != 0:
             raise DifferentiationError(

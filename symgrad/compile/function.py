@@ -128,7 +128,13 @@ class Function:
             return self._last[1]
         return self._program(None).source
 
-    def __call__(self, *args):
+    def __call__(self, *args, **keywords):
+        if keywords:
+            raise InputError(
+                f"a compiled function takes its inputs by position, in the order "
+                f"{[x.name for x in self.inputs]}; got keywords {sorted(keywords)}; "
+                f"at {user_site()}"
+            )
         # the common call: every argument already an array of the declared dtype and shape
         key = self._fast_key(args)
         hit = self._kernels.get(key)

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import runtime
 from ..errors import DifferentiationError, ShapeError, format_shape
-from ..graph import Tensor, normalize_shape
+from ..graph import Tensor, normalize_shape, numeric_dtype
 from .elementwise import lift
 from .registry import OPS, Op, defjvp, defvjp, register
 from .shapes import broadcast_shapes, compatible, is_float, numel, same_dim
@@ -102,6 +102,10 @@ register(
 def transpose(x: Tensor, axes=None) -> Tensor:
     """Permute axes (default: reverse them). ``x.T`` is ``transpose(x)``."""
     nd = x.ndim
+    if axes is not None and any(
+        not isinstance(a, (int, np.integer)) or isinstance(a, bool) for a in axes
+    ):
+        raise ShapeError(f"transpose axes must be ints, got {tuple(axes)!r}")
     axes = tuple(reversed(range(nd))) if axes is None else tuple(int(a) % nd for a in axes)
     if axes == tuple(range(nd)):
         return x
@@ -615,7 +619,8 @@ register(
 
 
 def cast(x: Tensor, dtype) -> Tensor:
-    dtype = np.dtype(dtype).name
+    """``x`` converted to ``dtype`` (a number or bool type), as NumPy's astype."""
+    dtype = numeric_dtype(dtype, "cast")
     if x.dtype == dtype:
         return x
     return x.graph.apply("cast", [x], {"dtype": dtype})
