@@ -281,3 +281,13 @@ def test_datasets():
     assert X.shape == (200, 2) and np.bincount(y).tolist() == [100, 100]
     np.testing.assert_allclose(X[0::2], -X[1::2])  # the second arm is the first rotated by pi
     assert np.abs(X).max() <= 1.0
+
+
+def test_fit_refuses_mismatched_targets_and_bad_batch_sizes():
+    X, y = nn.xor()
+    net = nn.mlp([2, 4, 1], "tanh", seed=0)
+    with pytest.raises(sg.InputError, match="4 examples in X but 3 targets"):
+        nn.fit(net, X, y[:3], loss="mse", epochs=1, quiet=True)
+    for bad in (0, -2, 2.5):
+        with pytest.raises(sg.InputError, match="batch_size must be a positive int"):
+            nn.fit(net, X, y, loss="mse", epochs=1, batch_size=bad, quiet=True)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..compile.function import Function, compile
+from ..errors import InputError
 from ..graph import Graph, Tensor
 from .losses import Loss, accuracy, get_loss
 from .optim import Momentum
@@ -128,6 +129,10 @@ def fit(
     compile_time = time.perf_counter() - t0
     Xd = np.asarray(X, dtype=problem.inputs[0].dtype)
     yd = loss.targets(y, problem.outputs)
+    if len(Xd) != len(yd):
+        raise InputError(f"fit: {len(Xd)} examples in X but {len(yd)} targets in y")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(f"fit: batch_size must be a positive int or None, got {batch_size!r}")
     check = _validator(problem, loss, validation) if validation is not None else None
     history = History(problem=problem, step=step, compile_time=compile_time)
     best, best_values, waited = np.inf, None, 0
