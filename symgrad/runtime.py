@@ -121,9 +121,9 @@ def _exp_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def _into(out, value):
-    """``value`` written into ``out``, or as a new array when ``out`` is None."""
+    """``value`` written into ``out``, or as a new C-ordered array when ``out`` is None."""
     if out is None:
-        return np.array(value)
+        return np.array(value, order="C")
     np.copyto(out, value)
     return out
 
@@ -158,9 +158,7 @@ def _shifted_exp_by_class(x, work=None):
     class axis moved first and copied contiguous makes each step one vectorized pass per class
     instead of a tiny loop per row, and the copy is the workspace (``work`` if given)."""
     moved = x.T if x.ndim == 2 else np.moveaxis(x, -1, 0)
-    e = moved.copy() if work is None else work
-    if work is not None:
-        np.copyto(e, moved)
+    e = _into(work, moved)
     lo, hi = _finite_range(e.dtype)
     m = np.maximum.reduce(e, 0, None, None, False, lo)  # an all -inf row: a finite shift
     np.minimum(m, hi, out=m)  # a +inf entry: inf - hi is inf, not inf - inf = nan
@@ -286,7 +284,7 @@ def softmax_cross_entropy(logits, labels, losses, grad, scale=None, work=None):
         if scale is not None:
             np.multiply(grad, scale, out=grad)
     else:
-        if logits.shape[1] <= _SHORT_AXIS:  # class axis first, as in logsumexp
+        if head_workspace(logits.shape) is not None:  # class axis first, as in logsumexp
             e, m = _shifted_exp_by_class(logits, work)
             s = np.add.reduce(e, 0)
         else:

@@ -141,18 +141,22 @@ class Program:
 _BUILT = itertools.count()
 
 
+def _classes_of_first_argument(graph, n: int):
+    return graph.nx.nodes[graph.args(n)[0]]["shape"][-1]
+
+
 # ops reading integer labels: which argument, and where the number of classes is
 LABEL_READERS = {
     "one_hot": (0, lambda graph, n: graph.nx.nodes[n]["attrs"]["depth"]),
     **{
-        op: (1, lambda graph, n: graph.nx.nodes[graph.args(n)[0]]["shape"][-1])
+        op: (1, _classes_of_first_argument)
         for op in ("cross_entropy", "cross_entropy_from_lse", "softmax_minus_one_hot")
+        + ("minus_one_hot",)
     },
-    "minus_one_hot": (1, lambda graph, n: graph.nx.nodes[graph.args(n)[0]]["shape"][-1]),
 }
 
 
-def _label_checks(graph, order, names, in_place, layout, dims) -> list[str]:
+def _label_checks(graph, order, names, in_place, layout) -> list[str]:
     """Statements checking, before anything else, the labels that nodes scheduled after a
     variable is first written in place read: a bad label must fail the call before any
     variable has changed."""
@@ -407,7 +411,7 @@ def emit_program(
         body = header + body
     aliased = may_alias(graph, order) | set(folded)
     # updates: read every new value before writing any (a value may view another variable)
-    body = _label_checks(graph, order, names, in_place, layout, dims) + body
+    body = _label_checks(graph, order, names, in_place, layout) + body
     staged = []
     for i, (var, value) in enumerate(updates):
         if value in in_place:

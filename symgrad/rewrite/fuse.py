@@ -230,10 +230,9 @@ def _cancelled(expr: sp.Expr) -> sp.Expr | None:
     divisors = denominators(expr)
     if not any(expr.count(d) > 1 for d in divisors):
         return None  # no divisor is also a factor elsewhere: nothing to cancel
-    functions = expr.atoms(sp.Function)
-    if len(divisors) > CANCEL_MAX_DIVISORS or any(isinstance(f, sp.Piecewise) for f in functions):
+    if len(divisors) > CANCEL_MAX_DIVISORS or piecewise(expr):
         return None  # factoring time grows fast with them (and pieces do not factor)
-    if len(expr.free_symbols) + len(functions) > CANCEL_MAX_GENERATORS:
+    if len(expr.free_symbols) + len(expr.atoms(sp.Function)) > CANCEL_MAX_GENERATORS:
         return None
     # floats that are short binary fractions (1.0, 0.25, 1/batch) as those fractions: SymPy
     # factors over the rationals (with floats it leaves products by 1.0); others, such as
