@@ -19,13 +19,20 @@ _TINY = 64
 
 
 def sigmoid(x):
-    # exp(-log(1 + exp(-x))) never overflows and keeps full relative precision in both tails
-    return np.exp(-np.logaddexp(0, -x))
+    """1 / (1 + exp(-x)) as exp(min(x, 0)) / (1 + exp(-|x|)): no exp overflows, and both
+    tails keep full relative precision (e / (1 + e) for x < 0). Two exps, several times
+    faster than np.logaddexp."""
+    out = np.exp(np.minimum(x, 0))
+    out /= 1 + np.exp(-np.abs(x))
+    return out
 
 
 def softplus(x):
-    # log(1 + exp(x)) without overflow for large x
-    return np.logaddexp(0, x)
+    """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)): no overflow, full precision where
+    it is tiny (x << 0), and several times faster than np.logaddexp(0, x)."""
+    out = np.log1p(np.exp(-np.abs(x)))
+    out += np.maximum(x, 0)
+    return out
 
 
 def index_add(shape, index, g, dtype):

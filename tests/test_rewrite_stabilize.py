@@ -8,6 +8,11 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad.autodiff import stable
+from symgrad.autodiff.sweep import ancestors
+from symgrad.ops import OPS
+from symgrad.ops.elementwise import expression
+from symgrad.rewrite.fuse import denominators
 
 
 def sigmoid(x):
@@ -72,7 +77,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_stabilized_values_and_gradients_are_finite(name):
+def test_stabilized_values_and_gradients_are_finite(name, monkeypatch):
     build, xv, value, gradient = CASES[name]
     g = sg.Graph()
     x = g.input("x", xv.shape)
@@ -85,8 +90,12 @@ def test_stabilized_values_and_gradients_are_finite(name):
     assert np.all(np.isfinite(got_y)) and np.all(np.isfinite(got_dx))
     np.testing.assert_allclose(got_y, value(xv), rtol=1e-12, atol=1e-300)
     np.testing.assert_allclose(got_dx, gradient(xv, w), rtol=1e-12, atol=1e-300)
+    # differentiated as written and compiled without rewrites, the same function is not finite
+    with monkeypatch.context() as m:
+        m.setattr(stable, "ENABLED", False)
+        dx_as_written = sg.grad(sg.sum(y * w), x)
     with np.errstate(all="ignore"):
-        plain_y, plain_dx = sg.compile([y, dx], [x], rewrites=False)(xv)
+        plain_y, plain_dx = sg.compile([y, dx_as_written], [x], rewrites=False)(xv)
     assert not (np.all(np.isfinite(plain_y)) and np.all(np.isfinite(plain_dx)))
 
 
@@ -159,27 +168,54 @@ def test_softmax_into_kept_arrays_across_batch_sizes():
 
 def test_binary_cross_entropy_through_a_sigmoid_has_finite_derivatives():
     # d/ds of y log s + (1 - y) log(1 - s) divides by s and 1 - s, which underflow to 0 past
-    # logits of +-40; the fused gradient cancels them against the sigmoid's s (1 - s)
+    # logits of +-40; differentiated from its stable twin y softplus(-z) + (1 - y) softplus(z),
+    # no derivative node divides, so even the reference evaluator's values are finite
     g = sg.Graph()
     z, y, v = g.input("z", (7,)), g.input("y", (7,)), g.input("v", (7,))
     s = sg.sigmoid(z)
     loss = sg.sum(-(y * sg.log(s) + (1.0 - y) * sg.log(1.0 - s)))
     (gz,) = sg.grad(loss, [z])
     (hv,) = sg.hvp(loss, [z], [v])
+    (hv_rr,) = sg.hvp(loss, [z], [v], mode="rev-rev")
     zv = np.array([-1000.0, 1000.0, -1000.0, 1000.0, -45.0, 0.0, 2.5])
     yv = np.array([1.0, 0.0, 0.0, 1.0, 0.3, 1.0, 0.7])
     vv = np.arange(1.0, 8.0)
     p = sigmoid(zv)
     want_loss = np.sum(yv * np.logaddexp(0, -zv) + (1 - yv) * np.logaddexp(0, zv))
-    # apart, each one kernel; together, the gradient and the HVP share the divisions' nodes
+    want_hv = vv * p * sigmoid(-zv)
     apart = [
         *sg.compile([loss, gz], [z, y])(zv, yv),
         *sg.compile([hv], [z, y, v])(zv, yv, vv),
     ]
-    together = sg.compile([loss, gz, hv], [z, y, v])
-    for got_loss, got_grad, got_hv in (apart, together(zv, yv, vv)):
-        np.testing.assert_allclose(got_loss, want_loss, rtol=1e-14)
+    together = sg.compile([loss, gz, hv, hv_rr], [z, y, v])(zv, yv, vv)
+    reference = sg.evaluate([gz, hv, hv_rr], {z: zv, y: yv, v: vv})
+    for got_grad, *got_hvs in ([apart[1], apart[2]], together[1:], reference):
         np.testing.assert_allclose(got_grad, p - yv, rtol=1e-12, atol=1e-300)
-        np.testing.assert_allclose(got_hv, vv * p * sigmoid(-zv), rtol=1e-9, atol=1e-300)
-        assert np.isfinite(got_grad).all() and np.isfinite(got_hv).all()
-    assert together.rewrite_log["cancel_division"] == 2
+        for got_hv in got_hvs:
+            np.testing.assert_allclose(got_hv, want_hv, rtol=1e-9, atol=1e-300)
+    for got_loss in (apart[0], together[0]):
+        np.testing.assert_allclose(got_loss, want_loss, rtol=1e-14)
+    for n in ancestors(g, [gz.node, hv.node, hv_rr.node]):
+        if OPS[g.nx.nodes[n]["op"]].extra.get("elementwise"):
+            assert not denominators(expression(g.tensor(n))), g.describe(n)
+
+
+def test_a_chain_rule_written_by_hand_cancels_its_divisions():
+    # (y / s - (1 - y) / (1 - s)) s (1 - s) is nan where s or 1 - s underflows; written out in
+    # one expression it is y - s, and s (1 - s), read by a second output too, is computed again
+    g = sg.Graph()
+    z, y, v = g.input("z", (7,)), g.input("y", (7,)), g.input("v", (7,))
+    s = sg.sigmoid(z)
+    ds = s * (1.0 - s)
+    fn = sg.compile([(y / s - (1.0 - y) / (1.0 - s)) * ds, ds * v], [z, y, v])
+    zv = np.array([-1000.0, 1000.0, -1000.0, 1000.0, -45.0, 0.0, 2.5])
+    yv = np.array([1.0, 0.0, 0.0, 1.0, 0.3, 1.0, 0.7])
+    vv = np.arange(1.0, 8.0)
+    got, got_v = fn(zv, yv, vv)
+    p = sigmoid(zv)
+    np.testing.assert_allclose(got, yv - p, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got_v, vv * p * (1 - p), rtol=1e-12, atol=1e-300)
+    assert fn.rewrite_log["cancel_division"] == 1
+    with np.errstate(all="ignore"):
+        plain = sg.compile([(y / s - (1.0 - y) / (1.0 - s)) * ds], [z, y], rewrites=False)
+        assert np.isnan(plain(zv, yv)[0][:4]).all()

@@ -15,6 +15,7 @@ from ..ops.reductions import zeros_like
 from ..ops.shapes import compatible
 from ..ops.structural import broadcast_to
 from .reverse import _as_list, _check
+from .stable import stable_twins
 from .sweep import ancestors, dependents
 
 
@@ -23,7 +24,9 @@ def push_tangents(
 ) -> dict[int, Tensor]:
     """Tangents (shape ``batch + node shape``) of every node between the seeds and ``outputs``."""
     graph = outputs[0].graph
-    order = ancestors(graph, [o.node for o in outputs])
+    # the outputs' stable twins are differentiated instead (stable.py): same tangents
+    twins = stable_twins(graph, [o.node for o in outputs], list(tangents))
+    order = ancestors(graph, [twins.get(o.node, o.node) for o in outputs])
     live = dependents(graph, order, tangents)
     tans = dict(tangents)
     for n in order:
@@ -44,6 +47,9 @@ def push_tangents(
             # the one place tangents are broadcast: a rule may leave out broadcast dims
             # (d(a + b)/da = 1 gives a's shape), the tangent has the node's full shape
             tans[n] = broadcast_to(t, batch + node.shape) if t.shape != batch + node.shape else t
+    for o, twin in twins.items():
+        if twin in tans:
+            tans[o] = tans[twin]
     return tans
 
 

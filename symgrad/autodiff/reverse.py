@@ -16,6 +16,7 @@ from ..ops import get_op
 from ..ops.reductions import ones_like, zeros_like
 from ..ops.shapes import is_float
 from ..ops.structural import broadcast_to, unbroadcast
+from .stable import stable_twins
 from .sweep import ancestors, dependents
 
 
@@ -30,6 +31,7 @@ def backprop(
     Returns {node id: cotangent Tensor} for every wrt node reached (absent = zero).
     """
     graph = next(iter(seeds)).graph
+    seeds = _stable_seeds(graph, seeds, wrt)
     order = ancestors(graph, [s.node for s in seeds])
     live = dependents(graph, order, [w.node for w in wrt])
     targets = {w.node for w in wrt}
@@ -60,6 +62,19 @@ def backprop(
         if n not in targets:
             del cts[n]  # free the reference; nothing upstream reads it again
     return {n: cts[n] for n in targets if n in cts}
+
+
+def _stable_seeds(graph, seeds: dict[Tensor, Tensor], wrt: Sequence[Tensor]) -> dict:
+    """The seeds moved to their nodes' stable twins (see stable.py): equal functions of
+    ``wrt``, so the same derivatives, built from stable rules."""
+    twins = stable_twins(graph, [s.node for s in seeds], [w.node for w in wrt])
+    if not twins:
+        return seeds
+    moved: dict[Tensor, Tensor] = {}
+    for s, ct in seeds.items():
+        s = Tensor(graph, twins.get(s.node, s.node))
+        moved[s] = ct if s not in moved else moved[s] + ct
+    return moved
 
 
 def _accumulate(cts: dict[int, Tensor], n: int, c: Tensor) -> None:

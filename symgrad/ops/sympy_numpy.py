@@ -33,13 +33,15 @@ def syms(n: int) -> list[sp.Symbol]:
 
 
 class sigmoid(sp.Function):  # noqa: N801  (SymPy function names are lower case)
-    """Logistic sigmoid, kept as one head so its derivatives stay polynomials in it."""
+    """Logistic sigmoid, kept as one head so its derivatives stay polynomials in s(x), s(-x)."""
 
     nargs = 1
 
     def fdiff(self, argindex=1):
-        s = sigmoid(self.args[0])
-        return s * (1 - s)
+        # s(x) s(-x), not s (1 - s): 1 - s(x) is 0 in floating point where s(-x) is still
+        # accurate (x > 37 in float64), and the second derivative of softplus(-x) lives there
+        x = self.args[0]
+        return sigmoid(x) * sigmoid(-x)
 
     def _eval_is_real(self):
         return self.args[0].is_real

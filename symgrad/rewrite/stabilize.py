@@ -10,7 +10,7 @@ import numpy as np
 import sympy as sp
 
 from .. import ops
-from ..ops.elementwise import build, sigmoid, softplus, sym
+from ..ops.elementwise import build, index_of, sigmoid, softplus, sym
 from .fuse import denominators, expression_node, group_expression
 from .manager import ELEMENTWISE, Rewriter, rewrite
 from .match import (
@@ -185,11 +185,6 @@ def _may_cancel(rw: Rewriter, n: int) -> bool:
     return rw.expr(n) == QUOTIENT or any(
         _divides(rw.expr(m)) for r in reaches for m in r if rw.expr(m) is not None
     )
-
-
-@functools.lru_cache(maxsize=4096)
-def _divides(expr: sp.Expr) -> bool:
-    return any(p.exp.is_negative for p in expr.atoms(sp.Pow))
 
 
 def _divisors(expr: sp.Expr) -> set:
@@ -428,12 +423,20 @@ def cancel_division(rw: Rewriter, n: int):
 
 
 def _near_division(rw: Rewriter, n: int, depth: int) -> bool:
-    """Whether elementwise node n or one it reads, ``depth`` levels deep, divides."""
-    if _divides(rw.expr(n)):
+    """Whether elementwise node n or one it reads, ``depth`` levels deep, divides by a value
+    that is not one number throughout (x / 2 cancels nothing)."""
+    args = rw.args(n)
+    if any(uniform(rw, args[i]) is None for i in _divisor_args(rw.expr(n))):
         return True
     return depth > 0 and any(
-        rw.is_elementwise(a) and _near_division(rw, a, depth - 1) for a in rw.args(n)
+        rw.is_elementwise(a) and _near_division(rw, a, depth - 1) for a in args
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _divisor_args(expr: sp.Expr) -> frozenset[int]:
+    """The arguments x_i that ``expr`` divides by."""
+    return frozenset(index_of(s) for d in denominators(expr) for s in d.free_symbols)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,0 +1,123 @@
+"""Differentiate the stable form: before a sweep, the nodes it will differentiate are rewritten
+by the stabilizing rules, and the sweep starts from that rewrite.
+
+The derivative of ``log(softmax(z))`` built rule by rule divides by a softmax that underflows;
+the derivative of ``log_softmax(z)`` never does. The compiler stabilizes the values it computes,
+but derivative nodes built from the unstable form keep their 0/0 and inf/inf: the HVP of
+``log(1 + exp(z))`` at z = 1000 was NaN. So the sweeps differentiate the stable twin of each
+output: the stabilizing rewrites run on a copy of the outputs' cone and their result joins the
+user's graph as new nodes (hash-consing reuses every node that did not change). The user's own
+nodes are never changed, and where no stabilizing rule fires nothing is added.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sympy as sp
+
+from ..graph import LEAF_OPS, Graph, Tensor
+from ..ops import OPS
+from ..ops.elementwise import expression, index_of
+from .sweep import ancestors, dependents
+
+# what the differentiated cone is rewritten with: the canonical forms the stabilizing rules
+# match, and those rules; never stop_gradient's removal, which differentiation relies on
+_PHASES = ("canonicalize", "stabilize")
+_KEEP = frozenset({"stop_gradient"})
+
+# False differentiates the graph exactly as written (what tests of the unstable forms use)
+ENABLED = True
+
+
+def stable_twins(graph: Graph, outputs: list[int], wrt: list[int]) -> dict[int, int]:
+    """{output: its stable twin} for the outputs a stabilizing rewrite changes.
+
+    A twin computes the same function of the ``wrt`` nodes and depends on the same ones.
+    Nothing is rewritten when a ``wrt`` node is not an input or a variable: a rewrite could
+    route around it (``log(s)`` with ``s = softmax(z)`` becomes ``log_softmax(z)``)."""
+    nodes = graph.nx.nodes
+    if not ENABLED or not all(nodes[w]["op"] in LEAF_OPS for w in wrt):
+        return {}
+    cone = ancestors(graph, outputs)
+    live = dependents(graph, cone, wrt)
+    if not any(_may_be_unstable(graph, n, live) for n in cone if n in live):
+        return {}
+    from ..rewrite import extract
+    from ..rewrite.manager import Rewriter
+
+    copy = extract(graph, outputs)
+    rw = Rewriter(copy.graph, [copy.mapping[o] for o in outputs], _rules())
+    rw.run()
+    if not any(_stabilizing(name) for name in rw.log):
+        return {}
+    rw.finish()
+    made = _join(graph, rw.graph)
+    twins = {}
+    for o, r in zip(outputs, rw.roots):
+        twin = made[r]
+        if twin != o and _reached(graph, [twin], wrt) == _reached(graph, [o], wrt):
+            twins[o] = twin
+    return twins
+
+
+def _join(graph: Graph, new: Graph) -> dict[int, int]:
+    """Build the nodes of ``new`` (ids in topological order) in ``graph``: {new id: node}.
+    Equal nodes already there are reused, new ones point at the user code of what they
+    replace."""
+    start = graph._next_id
+    made: dict[int, int] = {}
+    for m in sorted(new.nx.nodes):
+        d = new.nx.nodes[m]
+        if d["op"] in LEAF_OPS:
+            made[m] = graph._names[d["name"]]
+            continue
+        if d["op"] == "constant":
+            t = graph.constant(d["attrs"]["value"])
+        else:
+            args = [Tensor(graph, made[a]) for a in new.args(m)]
+            t = graph.apply(d["op"], args, d["attrs"])
+        if t.node >= start:
+            graph.nx.nodes[t.node]["where"] = d["where"]
+        made[m] = t.node
+    return made
+
+
+def _reached(graph: Graph, outputs: list[int], wrt: list[int]) -> set[int]:
+    """The ``wrt`` nodes the outputs depend on differentiably."""
+    order = ancestors(graph, outputs)
+    return {w for w in wrt if any(o in dependents(graph, order, [w]) for o in outputs)}
+
+
+def _may_be_unstable(graph: Graph, n: int, live: set[int]) -> bool:
+    """Whether a stabilizing rule could match at ``n``: each starts from a log, an exp or a
+    division, held in elementwise expressions; a division by what does not depend on the
+    ``live`` nodes (a mean's count) is differentiated as it stands."""
+    if not OPS[graph.nx.nodes[n]["op"]].extra.get("elementwise"):
+        return False
+    logs, divisors = _risks(expression(Tensor(graph, n)))
+    args = graph.args(n)
+    return logs or any(args[i] in live for i in divisors)
+
+
+@functools.lru_cache(maxsize=4096)
+def _risks(e: sp.Expr) -> tuple[bool, frozenset[int]]:
+    """(whether ``e`` holds an exp or a log, the arguments x_i it divides by)."""
+    divisors = {
+        index_of(s) for p in e.atoms(sp.Pow) if p.exp.is_negative for s in p.base.free_symbols
+    }
+    return e.has(sp.exp, sp.log), frozenset(divisors)
+
+
+@functools.cache
+def _rules() -> frozenset[str]:
+    from ..rewrite.manager import REWRITES
+
+    chosen = {n for n, r in REWRITES.items() if r.phase in _PHASES and n not in _KEEP}
+    return frozenset(chosen | {"merge", "dead_code"})
+
+
+def _stabilizing(name: str) -> bool:
+    from ..rewrite.manager import REWRITES
+
+    return REWRITES[name].phase == "stabilize"
