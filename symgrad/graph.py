@@ -181,13 +181,16 @@ class Graph:
 
     def tensor(self, n: int) -> Tensor:
         if n not in self.nx:
-            raise GraphError(f"no node {n} in this graph")
+            raise GraphError(f"no node {n!r} in this graph of {len(self)} nodes ({user_site()})")
         return Tensor(self, n)
 
     def __getitem__(self, name: str) -> Tensor:
         """The input or variable called ``name``."""
         if name not in self._names:
-            raise GraphError(f"no input or variable named {name!r}")
+            known = ", ".join(repr(k) for k in list(self._names)[:10]) or "none"
+            raise GraphError(
+                f"no input or variable named {name!r} (known: {known}) at {user_site()}"
+            )
         return Tensor(self, self._names[name])
 
     def describe(self, n: int) -> str:

@@ -429,9 +429,36 @@ def test_bad_reshapes_one_hots_maxouts_and_slices_are_refused_when_built():
         (lambda g, M, x, f: sg.grad(np.ones(()), x), sg.GraphError, "got ndarray"),
         (lambda g, M, x, f: g.input("i", None), sg.ShapeError, "a shape is a tuple"),
         (lambda g, M, x, f: f(x=np.ones(3)), sg.InputError, r"by position.*\['x'\]"),
+        (lambda g, M, x, f: sg.tanh("abc"), sg.GraphError, "symgrad Tensor, got str"),
+        (lambda g, M, x, f: sg.concatenate([]), sg.GraphError, "non-empty list of Tensors"),
+        (lambda g, M, x, f: g["nope"], sg.GraphError, r"named 'nope' \(known: 'M', 'x'\)"),
+        (lambda g, M, x, f: g.tensor(999), sg.GraphError, "no node 999"),
+        (lambda g, M, x, f: sg.sum(M, keepdims="no"), sg.ShapeError, "keepdims must be True"),
+        (lambda g, M, x, f: sg.logsumexp(M, 1, 1), sg.ShapeError, "keepdims must be True"),
+        (
+            lambda g, M, x, f: sg.grad(None, x, known_grads={M: np.ones(4)}),
+            sg.ShapeError,
+            r"cotangent shape \(4,\) does not fit %0 'M':input\(2, 3\)",
+        ),
+        (
+            lambda g, M, x, f: sg.grad(None, x, known_grads={"x": 1.0}),
+            sg.GraphError,
+            "known_grads key 'x' is not a Tensor",
+        ),
+        (
+            lambda g, M, x, f: sg.compile(sg.sum(x), [x], updates={x: x}),
+            sg.GraphError,
+            "updates keys must be variables",
+        ),
+        (
+            lambda g, M, x, f: sg.nn.mlp([3, 2], graph=g, dtype="int64"),
+            sg.GraphError,
+            "need a float dtype, got 'int64'",
+        ),
     ],
     ids=["float axis", "named axes", "unknown dtype", "object dtype", "array cost", "no shape"]
-    + ["keywords"],
+    + ["keywords", "string arg", "empty concat", "unknown name", "unknown id", "keepdims str"]
+    + ["keepdims int", "known_grads shape", "known_grads key", "update of input", "int mlp"],
 )
 def test_plain_python_mistakes_raise_symgrad_errors(call, error, words):
     g = sg.Graph()
@@ -441,3 +468,17 @@ def test_plain_python_mistakes_raise_symgrad_errors(call, error, words):
     with pytest.raises(error, match=rf"(?s){words}.*test_errors"):
         call(g, M, x, f)
     assert len(g) == before
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 2.5, 1], [0, 1, np.nan, 1]], ids=["fraction", "nan"])
+def test_fit_refuses_labels_that_are_no_class(labels):
+    net = sg.nn.mlp([2, 4, 3], seed=0)
+    X = np.ones((4, 2))
+    before = [p.value.copy() for p in net.params]
+    with pytest.raises(sg.InputError, match=r"(?s)labels must be whole numbers.*test_errors"):
+        sg.nn.fit(net, X, np.array(labels), epochs=1, quiet=True)
+    for p, b in zip(net.params, before):
+        np.testing.assert_array_equal(p.value, b)
+    # whole numbers stored as floats are classes
+    history = sg.nn.fit(net, X, np.array([0.0, 1.0, 2.0, 1.0]), epochs=1, quiet=True)
+    assert np.isfinite(history.loss[0])

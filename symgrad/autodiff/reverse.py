@@ -14,7 +14,7 @@ from ..errors import DifferentiationError, GraphError, ShapeError, user_site
 from ..graph import Tensor
 from ..ops import get_op
 from ..ops.reductions import ones_like, zeros_like
-from ..ops.shapes import is_float
+from ..ops.shapes import compatible, is_float
 from ..ops.structural import broadcast_to, unbroadcast
 from .stable import stable_twins
 from .sweep import ancestors, dependents
@@ -148,8 +148,13 @@ def grad(
             )
     anchor = cost if cost is not None else next(iter(known), None)
     if anchor is None:
-        raise GraphError("grad needs a cost or known_grads")
-    graph = anchor.graph
+        raise GraphError(f"grad needs a cost or known_grads ({user_site()})")
+    graph = getattr(anchor, "graph", None)  # None: a key that is no Tensor, refused next
+    for node in known:
+        if not isinstance(node, Tensor) or node.graph is not graph:
+            raise GraphError(
+                f"known_grads key {node!r} is not a Tensor of the graph ({user_site()})"
+            )
     wrt_list, single = _as_list(wrt)
     _check(graph, wrt_list, disconnected)
     with graph.transaction():
@@ -158,6 +163,11 @@ def grad(
             seeds[cost] = ones_like(cost)
         for node, ct in known.items():
             ct = ct if isinstance(ct, Tensor) else graph.constant(np.asarray(ct, dtype=node.dtype))
+            if not compatible(ct.shape, node.shape):
+                raise ShapeError(
+                    f"known_grads: cotangent shape {ct.shape} does not fit "
+                    f"{graph.describe(node.node)} at {user_site()}"
+                )
             seeds[node] = ct if node not in seeds else seeds[node] + ct
         out = _finish(graph, wrt_list, backprop(seeds, wrt_list), disconnected)
     return out[0] if single else out

@@ -50,7 +50,10 @@ class Function:
                 )
         for var, value in pairs:
             if var.op != "variable":
-                raise GraphError(f"updates keys must be variables, got {graph.describe(var.node)}")
+                raise GraphError(
+                    f"updates keys must be variables, got {graph.describe(var.node)} "
+                    f"({user_site()})"
+                )
             if value.shape != var.shape or value.dtype != var.dtype:
                 raise ShapeError(
                     f"update of {graph.describe(var.node)} with {graph.describe(value.node)}: "

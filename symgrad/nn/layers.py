@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .. import ops
+from ..errors import GraphError, user_site
 from ..graph import Graph, Tensor
 from .init import Initializer, get_initializer
 
@@ -73,6 +74,10 @@ class Dense:
         name: str = "dense",
         dtype: str = "float64",
     ) -> None:
+        if np.dtype(dtype).kind != "f":  # an integer weight has no gradient to follow
+            raise GraphError(
+                f"{name}: parameters need a float dtype, got {dtype!r} ({user_site()})"
+            )
         rng = np.random.default_rng(0) if rng is None else rng
         if init is None:
             init = DEFAULT_INIT.get(activation, "glorot") if isinstance(activation, str) else "he"

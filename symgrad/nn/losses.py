@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ops
+from ..errors import InputError, user_site
 from ..graph import Tensor
 
 
@@ -36,7 +37,14 @@ class Loss:
         """Target data in the shape and dtype of the target input."""
         shape, dtype = self.target_spec(outputs)
         y = np.asarray(y)
-        return y.astype(dtype) if self.labels else y.reshape((len(y),) + shape[1:]).astype(dtype)
+        if not self.labels:
+            return y.reshape((len(y),) + shape[1:]).astype(dtype)
+        with np.errstate(invalid="ignore"):  # nan and inf labels are refused just below
+            labels = y.astype(dtype)
+        if y.dtype.kind not in "iub" and not np.array_equal(labels, y):  # 0.7 is no class
+            bad = y[labels != y].reshape(-1)[:5].tolist()
+            raise InputError(f"class labels must be whole numbers, got {bad} ({user_site()})")
+        return labels
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

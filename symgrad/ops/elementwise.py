@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import sympy as sp
 
-from ..errors import DifferentiationError, GraphError, ShapeError
+from ..errors import DifferentiationError, GraphError, ShapeError, user_site
 from ..graph import Tensor, atomic
 from .registry import OPS, Op, register
 from .shapes import broadcast_shapes, is_float
@@ -236,7 +236,10 @@ def lift(*args) -> list[Tensor]:
     """
     tensors = [a for a in args if isinstance(a, Tensor)]
     if not tensors:
-        raise GraphError("at least one argument must be a symgrad Tensor")
+        got = ", ".join(type(a).__name__ for a in args) or "no arguments"
+        raise GraphError(
+            f"at least one argument must be a symgrad Tensor, got {got} ({user_site()})"
+        )
     graph = tensors[0].graph
     like = np.result_type(*[np.dtype(t.dtype) for t in tensors])
     out = []

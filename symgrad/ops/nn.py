@@ -13,7 +13,7 @@ from ..graph import Tensor
 from .elementwise import apply_elementwise, lift
 from .reductions import expand, max, mean, sum
 from .registry import OPS, Op, register
-from .shapes import compatible, normalize_axes, reduced_shape
+from .shapes import compatible, flag, normalize_axes, reduced_shape
 from .structural import _nb, reshape
 
 
@@ -80,7 +80,7 @@ def log_softmax(x: Tensor, axis=-1) -> Tensor:
 def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x))) over ``axis``, computed without overflow."""
     axes = normalize_axes(axis, x.ndim)
-    return x.graph.apply("logsumexp", [x], {"axis": axes, "keepdims": bool(keepdims)})
+    return x.graph.apply("logsumexp", [x], {"axis": axes, "keepdims": flag(keepdims, "keepdims")})
 
 
 def _shift(node, t):

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..graph import Tensor
 from .registry import OPS, Op, register
-from .shapes import normalize_axes, reduced_shape
+from .shapes import flag, normalize_axes, reduced_shape
 from .structural import _nb, broadcast_to, equal, reshape, where
 
 _NUMPY = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
@@ -55,7 +55,7 @@ def _register(name):
         axes = normalize_axes(axis, x.ndim)
         if not axes and name != "mean":
             return x
-        attrs = {"axis": axes, "keepdims": bool(keepdims)}
+        attrs = {"axis": axes, "keepdims": flag(keepdims, "keepdims")}
         if name in ("max", "min"):
             attrs["nonempty"] = True
         return x.graph.apply(name, [x], attrs)

@@ -55,6 +55,13 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def flag(value, what: str) -> bool:
+    """A True/False argument; anything else is refused (the string "no" is true in Python)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ShapeError(f"{what} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def reduced_shape(shape: Shape, axes: Sequence[int], keepdims: bool) -> Shape:
     if keepdims:
         return tuple(1 if i in axes else d for i, d in enumerate(shape))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import runtime
-from ..errors import DifferentiationError, ShapeError, format_shape
+from ..errors import DifferentiationError, GraphError, ShapeError, format_shape, user_site
 from ..graph import Tensor, normalize_shape, numeric_dtype
 from .elementwise import lift
 from .registry import OPS, Op, defjvp, defvjp, register
@@ -473,6 +473,10 @@ register(
 
 
 def concatenate(xs, axis: int = 0) -> Tensor:
+    if not isinstance(xs, (list, tuple)) or not xs:
+        raise GraphError(
+            f"concatenate needs a non-empty list of Tensors, got {xs!r} ({user_site()})"
+        )
     xs = lift(*xs)
     nd = xs[0].ndim
     if not -nd <= axis < nd:
