@@ -78,6 +78,7 @@ class Graph:
     def __init__(self) -> None:
         self.nx = nx.MultiDiGraph()
         self._cons: dict[Any, int] = {}
+        self._constant_keys: dict[int, Any] = {}  # constant node -> its key (freeze copies)
         self._next_id = 0
         self._names: dict[str, int] = {}
         self._storage = VariableStorage()
@@ -107,6 +108,7 @@ class Graph:
             return Tensor(self, hit)
         n = self._add_node("constant", attrs, value.shape, value.dtype.name, (), name)
         self._cons[key] = n
+        self._constant_keys[n] = key
         return Tensor(self, n)
 
     def _leaf(self, op: str, name: str, shape: Shape, dtype: str, attrs: dict) -> Tensor:
@@ -218,6 +220,7 @@ class Graph:
         doomed = [n for n in self.nx.nodes if n >= start]
         self.nx.remove_nodes_from(doomed)
         self._cons = {k: v for k, v in self._cons.items() if v < start}
+        self._constant_keys = {n: k for n, k in self._constant_keys.items() if n < start}
         self._names = {k: v for k, v in self._names.items() if v < start}
         self._next_id = start
 

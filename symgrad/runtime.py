@@ -22,6 +22,7 @@ def sigmoid(x):
     """1 / (1 + exp(-x)) as exp(min(x, 0)) / (1 + exp(-|x|)): no exp overflows, and both
     tails keep full relative precision (e / (1 + e) for x < 0). Two exps, several times
     faster than np.logaddexp."""
+    x = _floating(x)  # -x of an unsigned int wraps around
     out = np.exp(np.minimum(x, 0))
     out /= 1 + np.exp(-np.abs(x))
     return out
@@ -30,6 +31,7 @@ def sigmoid(x):
 def softplus(x):
     """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)): no overflow, full precision where
     it is tiny (x << 0), and several times faster than np.logaddexp(0, x)."""
+    x = _floating(x)  # -x of an unsigned int wraps around, of a bool fails
     out = np.log1p(np.exp(-np.abs(x)))
     out += np.maximum(x, 0)
     return out

@@ -1,6 +1,8 @@
 """Derivatives of the stable twin: functions written in a form that overflows have finite,
 exact first and second derivatives wherever the math is finite, in both HVP modes."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -243,3 +245,48 @@ def test_sigmoid_derivatives_keep_their_precision_in_both_tails():
     for got in (sg.compile([dx, d2x], [x])(xv), sg.evaluate([dx, d2x], {x: xv})):
         for out, ref in zip(got, want):
             np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-300)
+
+
+def test_an_inner_wrt_is_read_as_it_is_and_the_rest_is_still_stabilized():
+    # wrt the logits z = x @ w, an inner node: the twin takes z as an input of its own
+    g = sg.Graph()
+    x, w, y = g.input("x", (4, 2)), g.input("w", (2, 3)), g.input("y", (4, 3))
+    z = x @ w
+    s = sg.sigmoid(z)
+    loss = sg.sum(-(y * sg.log(s) + (1.0 - y) * sg.log(1.0 - s)))
+    dz, dw = sg.grad(loss, [z, w])
+    xv = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, -0.5]])
+    wv = np.array([[1000.0, -1000.0, 2.0], [-45.0, 1000.0, 0.0]])
+    yv = np.random.default_rng(2).uniform(0, 1, (4, 3))
+    got_dz, got_dw = sg.compile([dz, dw], [x, w, y])(xv, wv, yv)
+    want_dz = sigmoid(xv @ wv) - yv
+    np.testing.assert_allclose(got_dz, want_dz, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got_dw, xv.T @ want_dz, rtol=1e-12, atol=1e-15)
+
+
+def test_a_twin_that_loses_a_dependency_is_dropped_with_its_nodes():
+    # (e * w) / w is e: that twin no longer reads w, so the outputs are differentiated as
+    # written (d/dw is 0, not "disconnected") and none of the twin's nodes stay behind
+    g = sg.Graph()
+    x, w = g.input("x", (3,)), g.input("w", (3,))
+    loss = sg.sum((sg.exp(sg.log(x)) * w) / w)
+    count = len(g)
+    dx, dw = sg.grad(loss, [x, w], disconnected="raise")
+    used = set(sg.autodiff.sweep.ancestors(g, [dx.node, dw.node]))
+    assert all(n in used for n in g.nx if n >= count)
+    got_dx, got_dw = sg.compile([dx, dw], [x, w])(np.array([1.0, 2.0, 3.0]), np.full(3, 2.0))
+    np.testing.assert_allclose(got_dx, np.ones(3), rtol=1e-15)
+    np.testing.assert_array_equal(got_dw, np.zeros(3))
+
+
+def test_big_constants_are_neither_copied_nor_serialized_again():
+    g = sg.Graph()
+    X = g.constant(np.random.default_rng(0).standard_normal((500, 400)))
+    w = g.input("w", (400,))
+    loss = sg.sum(sg.log(1.0 + sg.exp(X @ w)))
+    tracemalloc.start()
+    dw = sg.grad(loss, w)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < X.value.nbytes / 4, peak  # no copy of X's 1.6 MB, no bytes of it either
+    assert X.node in sg.autodiff.sweep.ancestors(g, [dw.node])  # the twin reads X itself

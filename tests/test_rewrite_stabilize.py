@@ -219,3 +219,24 @@ def test_a_chain_rule_written_by_hand_cancels_its_divisions():
     with np.errstate(all="ignore"):
         plain = sg.compile([(y / s - (1.0 - y) / (1.0 - s)) * ds], [z, y], rewrites=False)
         assert np.isnan(plain(zv, yv)[0][:4]).all()
+
+
+def test_binary_cross_entropy_differentiated_as_written_cancels_its_divisions(monkeypatch):
+    # without the stable twin the chain rule divides by s and 1 - s and multiplies by
+    # sigmoid' = s(z) s(-z); the fused kernels take s(-z) as the 1 - s(z) they divide by
+    monkeypatch.setattr(stable, "ENABLED", False)
+    g = sg.Graph()
+    z, y, v = g.input("z", (7,)), g.input("y", (7,)), g.input("v", (7,))
+    s = sg.sigmoid(z)
+    loss = sg.sum(-(y * sg.log(s) + (1.0 - y) * sg.log(1.0 - s)))
+    gz, hv = sg.grad(loss, z), sg.hvp(loss, z, v)
+    zv = np.array([-1000.0, 1000.0, -1000.0, 1000.0, -45.0, 0.0, 2.5])
+    yv = np.array([1.0, 0.0, 0.0, 1.0, 0.3, 1.0, 0.7])
+    vv = np.arange(1.0, 8.0)
+    p = sigmoid(zv)
+    for fn in (sg.compile([gz], [z, y]), sg.compile([gz, hv], [z, y, v])):
+        got = fn(zv, yv, vv) if len(fn.inputs) == 3 else fn(zv, yv)
+        np.testing.assert_allclose(got[0], p - yv, rtol=1e-12, atol=1e-300)
+        if len(got) == 2:  # s (1 - s) v: exact where s is small, 0 where it rounds to 1
+            np.testing.assert_allclose(got[1], vv * p * sigmoid(-zv), rtol=1e-9, atol=1e-16)
+        assert fn.rewrite_log["cancel_division"] == len(got) and " / " not in fn.source

@@ -37,7 +37,9 @@ def test_stable_functions_at_infinities_nan_and_other_inputs():
     # 0-d arrays, NumPy scalars and integers take exp's result dtype, as the ops infer
     assert rt.sigmoid(np.float64(3.0)) == pytest.approx(1 / (1 + np.exp(-3.0)), rel=1e-15)
     assert rt.softplus(np.array(-3.0)) == pytest.approx(np.log1p(np.exp(-3.0)), rel=1e-15)
-    for dtype in ("int64", "int8", "float16"):
-        x = np.array([-3, 0, 2], dtype)
-        assert rt.sigmoid(x).dtype == rt.softplus(x).dtype == np.exp(x).dtype
-        np.testing.assert_allclose(rt.sigmoid(x), 1 / (1 + np.exp(-x.astype(float))), rtol=1e-3)
+    for dtype in ("int64", "int8", "uint8", "bool", "float16"):
+        x = np.array([-3, 0, 2] if dtype[0] != "u" else [3, 0, 200], dtype)
+        assert rt.sigmoid(x).dtype == rt.softplus(x).dtype == np.exp(x[:0]).dtype
+        wide = x.astype(float)
+        np.testing.assert_allclose(rt.sigmoid(x), 1 / (1 + np.exp(-wide)), rtol=1e-3)
+        np.testing.assert_allclose(rt.softplus(x), np.logaddexp(0, wide), rtol=1e-3)

@@ -19,12 +19,12 @@ import sympy as sp
 from ..graph import LEAF_OPS, Graph, Tensor
 from ..ops import OPS
 from ..ops.elementwise import expression, index_of
-from .sweep import ancestors, dependents
+from .sweep import BARRIERS, ancestors, dependents
 
-# what the differentiated cone is rewritten with: the canonical forms the stabilizing rules
-# match, and those rules; never stop_gradient's removal, which differentiation relies on
-_PHASES = ("canonicalize", "stabilize")
-_KEEP = frozenset({"stop_gradient"})
+# the rules the differentiated cone is rewritten with: the stabilizing ones alone (the
+# canonical forms would rebuild much of a graph for nothing; the stabilizing rules see
+# through them)
+_PHASES = ("stabilize",)
 
 # False differentiates the graph exactly as written (what tests of the unstable forms use)
 ENABLED = True
@@ -33,11 +33,11 @@ ENABLED = True
 def stable_twins(graph: Graph, outputs: list[int], wrt: list[int]) -> dict[int, int]:
     """{output: its stable twin} for the outputs a stabilizing rewrite changes.
 
-    A twin computes the same function of the ``wrt`` nodes and depends on the same ones.
-    Nothing is rewritten when a ``wrt`` node is not an input or a variable: a rewrite could
-    route around it (``log(s)`` with ``s = softmax(z)`` becomes ``log_softmax(z)``)."""
-    nodes = graph.nx.nodes
-    if not ENABLED or not all(nodes[w]["op"] in LEAF_OPS for w in wrt):
+    A twin computes the same function of the ``wrt`` nodes, which it reads as they are: a
+    ``wrt`` node inside the graph is an input to the rewrites, so none routes around it
+    (``log(s)`` with ``wrt`` s = softmax(z) is not ``log_softmax(z)``). Twins that would
+    depend on fewer ``wrt`` nodes than the outputs are not used."""
+    if not ENABLED:
         return {}
     cone = ancestors(graph, outputs)
     live = dependents(graph, cone, wrt)
@@ -46,33 +46,37 @@ def stable_twins(graph: Graph, outputs: list[int], wrt: list[int]) -> dict[int, 
     from ..rewrite import extract
     from ..rewrite.manager import Rewriter
 
-    copy = extract(graph, outputs)
+    nodes = graph.nx.nodes
+    cut = {w: f"wrt %{w}" for w in wrt if nodes[w]["op"] not in LEAF_OPS}
+    copy = extract(graph, outputs, cut)
     rw = Rewriter(copy.graph, [copy.mapping[o] for o in outputs], _rules())
     rw.run()
     if not any(_stabilizing(name) for name in rw.log):
         return {}
     rw.finish()
-    made = _join(graph, rw.graph)
-    twins = {}
-    for o, r in zip(outputs, rw.roots):
-        twin = made[r]
-        if twin != o and _reached(graph, [twin], wrt) == _reached(graph, [o], wrt):
-            twins[o] = twin
+    start = graph._next_id
+    back = {c: u for u, c in copy.mapping.items()}
+    made = _join(graph, rw.graph, {now: back[given] for now, given in rw.original.items()})
+    twins = {o: made[r] for o, r in zip(outputs, rw.roots) if made[r] != o}
+    reached = [_reached(graph, ends, wrt) for ends in (outputs, [made[r] for r in rw.roots])]
+    if reached[0] != reached[1]:
+        graph.rollback(start)  # a twin lost a dependency: the outputs as written
+        return {}
     return twins
 
 
-def _join(graph: Graph, new: Graph) -> dict[int, int]:
+def _join(graph: Graph, new: Graph, user: dict[int, int]) -> dict[int, int]:
     """Build the nodes of ``new`` (ids in topological order) in ``graph``: {new id: node}.
-    Equal nodes already there are reused, new ones point at the user code of what they
-    replace."""
+    Leaves and constants map to the ``user`` nodes they came from, equal nodes already there
+    are reused, and new ones point at the user code of what they replace."""
     start = graph._next_id
     made: dict[int, int] = {}
     for m in sorted(new.nx.nodes):
         d = new.nx.nodes[m]
-        if d["op"] in LEAF_OPS:
-            made[m] = graph._names[d["name"]]
+        if m in user and (d["op"] in LEAF_OPS or d["op"] == "constant"):
+            made[m] = user[m]
             continue
-        if d["op"] == "constant":
+        if d["op"] == "constant":  # folded by a rule
             t = graph.constant(d["attrs"]["value"])
         else:
             args = [Tensor(graph, made[a]) for a in new.args(m)]
@@ -84,9 +88,9 @@ def _join(graph: Graph, new: Graph) -> dict[int, int]:
 
 
 def _reached(graph: Graph, outputs: list[int], wrt: list[int]) -> set[int]:
-    """The ``wrt`` nodes the outputs depend on differentiably."""
-    order = ancestors(graph, outputs)
-    return {w for w in wrt if any(o in dependents(graph, order, [w]) for o in outputs)}
+    """The ``wrt`` nodes the outputs depend on, not through a differentiation barrier."""
+    stops = [n for n in ancestors(graph, outputs) if graph.nx.nodes[n]["op"] in BARRIERS]
+    return set(ancestors(graph, outputs, stops)) & set(wrt)
 
 
 def _may_be_unstable(graph: Graph, n: int, live: set[int]) -> bool:
@@ -113,7 +117,7 @@ def _risks(e: sp.Expr) -> tuple[bool, frozenset[int]]:
 def _rules() -> frozenset[str]:
     from ..rewrite.manager import REWRITES
 
-    chosen = {n for n, r in REWRITES.items() if r.phase in _PHASES and n not in _KEEP}
+    chosen = {n for n, r in REWRITES.items() if r.phase in _PHASES}
     return frozenset(chosen | {"merge", "dead_code"})
 
 

@@ -7,13 +7,17 @@ from collections.abc import Iterable
 from ..graph import Graph
 
 
-def ancestors(graph: Graph, nodes: Iterable[int]) -> list[int]:
-    """The nodes themselves and everything they depend on, in topological (id) order."""
+def ancestors(graph: Graph, nodes: Iterable[int], stop: Iterable[int] = ()) -> list[int]:
+    """The nodes themselves and everything they depend on, in topological (id) order; the
+    arguments of ``stop`` nodes are not followed."""
     seen = set(nodes)
     stack = list(seen)
     pred = graph.nx.pred
+    stop = set(stop)
     while stack:
         n = stack.pop()
+        if n in stop:
+            continue
         for a in pred[n]:
             if a not in seen:
                 seen.add(a)

@@ -39,22 +39,27 @@ class Rewritten:
     log: dict[str, int] = field(default_factory=dict)  # rewrite name -> times it fired
 
 
-def extract(graph: Graph, roots: list[int]) -> Rewritten:
+def extract(graph: Graph, roots: list[int], cut: dict[int, str] | None = None) -> Rewritten:
     """A copy of everything ``roots`` depend on. Variables and constants share their arrays
-    with the original, so updates written by a compiled function reach the user's variables."""
+    with the original, so updates written by a compiled function reach the user's variables.
+    ``cut`` {node: name}: those nodes become inputs of that name (what they read is not
+    copied), so no rewrite looks through them."""
     new = Graph()
     G = new.nx
     nodes, pred = graph.nx._node, graph.nx._pred
+    cut = cut or {}
     mapping: dict[int, int] = {}
-    for n in ancestors(graph, roots):
+    for n in ancestors(graph, roots, cut):
         data = dict(nodes[n])
         data["attrs"] = dict(data["attrs"])  # rewrites never touch the user's dicts
+        if n in cut:
+            data.update(op="input", attrs={}, name=cut[n])
         m = len(mapping)
         G._node[m] = data
         G._succ[m] = {}
         G._pred[m] = into = {}
         slots = []
-        for a, keydict in pred[n].items():
+        for a, keydict in pred[n].items() if n not in cut else ():
             a = mapping[a]
             edges = {k: {"pos": d["pos"]} for k, d in keydict.items()}
             G._succ[a][m] = into[a] = edges  # one edge dict seen from both ends
@@ -63,7 +68,9 @@ def extract(graph: Graph, roots: list[int]) -> Rewritten:
         if op in LEAF_OPS:
             new._names[data["name"]] = m
         elif op == "constant":
-            new._cons.setdefault(("constant", freeze(data["attrs"])), m)
+            key = graph._constant_keys.get(n) or ("constant", freeze(data["attrs"]))
+            new._cons.setdefault(key, m)
+            new._constant_keys[m] = key
         else:
             slots.sort()
             attrs = data["attrs"]

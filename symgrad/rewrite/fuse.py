@@ -27,7 +27,7 @@ import functools
 import numpy as np
 import sympy as sp
 
-from ..ops.elementwise import _frozen, _result_dtype, kernel_template, sym
+from ..ops.elementwise import _frozen, _result_dtype, kernel_template, sigmoid, sym
 from .manager import Rewriter, graph_pass
 from .match import fit, full, in_condition, piecewise
 
@@ -226,7 +226,31 @@ def _cancelled(expr: sp.Expr) -> sp.Expr | None:
     """``expr`` factored over one denominator, when its divisions cancel against its factors
     and none but divisions by numbers are left; else None. The gradient of a log-likelihood
     through a sigmoid, (y / s - (1 - y) / (1 - s)) * s * (1 - s), divides by s and 1 - s,
-    which underflow to 0 for logits past +-40 (nan there); factored, it is s - y."""
+    which underflow to 0 for logits past +-40 (nan there); factored, it is s - y. sigmoid's
+    own derivative is s(x) s(-x): against a division by 1 - s(x), s(-x) is taken as that
+    factor (which loses s(-x)'s precision where s(x) rounds to 1, but divides by 0 nowhere)."""
+    complemented = _sigmoid_complements(expr)
+    if complemented is not None:
+        out = _factored_over_divisors(complemented)
+        if out is not None:
+            return out
+    return _factored_over_divisors(expr)
+
+
+def _sigmoid_complements(expr: sp.Expr) -> sp.Expr | None:
+    """``expr`` with sigmoid(-u) written 1 - sigmoid(u) where it divides by 1 - sigmoid(u);
+    None where it does not."""
+    divisors = denominators(expr)
+    swaps = {
+        f: 1 - sigmoid(-f.args[0])
+        for f in expr.atoms(sigmoid)
+        if any(d.has(sigmoid(-f.args[0])) for d in divisors)
+    }
+    return expr.xreplace(swaps) if swaps else None
+
+
+def _factored_over_divisors(expr: sp.Expr) -> sp.Expr | None:
+    """``expr`` factored, when that leaves no division but by numbers; else None."""
     divisors = denominators(expr)
     if not any(expr.count(d) > 1 for d in divisors):
         return None  # no divisor is also a factor elsewhere: nothing to cancel
