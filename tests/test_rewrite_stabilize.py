@@ -240,3 +240,26 @@ def test_binary_cross_entropy_differentiated_as_written_cancels_its_divisions(mo
         if len(got) == 2:  # s (1 - s) v: exact where s is small, 0 where it rounds to 1
             np.testing.assert_allclose(got[1], vv * p * sigmoid(-zv), rtol=1e-9, atol=1e-16)
         assert fn.rewrite_log["cancel_division"] == len(got) and " / " not in fn.source
+
+
+def test_a_stabilization_still_fires_once_its_argument_is_shared_with_a_gradient():
+    # the gradient's sigmoid node is older than the 1 / (1 + exp(-z)) the rule turns into
+    # one: the sum 1 - s then reads a node ranked after it, which views must still open
+    g = sg.Graph()
+    z = g.input("z", (3,))
+    loss = sg.sum(sg.log(1.0 - 1.0 / (1.0 + sg.exp(-z))))
+    fn = sg.compile([loss, sg.grad(loss, z)], [z])
+    zv = np.array([-1000.0, 0.0, 1000.0])
+    got_loss, got_grad = fn(zv)
+    np.testing.assert_allclose(got_loss, -np.logaddexp(0, zv).sum(), rtol=1e-15)
+    np.testing.assert_allclose(got_grad, -sigmoid(zv), rtol=1e-15, atol=1e-300)
+    assert fn.rewrite_log["log1m_sigmoid"] == 1
+
+
+def test_a_constant_array_of_ones_is_one():
+    g = sg.Graph()
+    z = g.input("z", (2, 3))
+    fn = sg.compile(sg.log(g.constant(np.ones(3)) + sg.exp(z)), [z])
+    zv = np.array([[-1000.0, 0.0, 1000.0], [3.0, -3.0, 40.0]])
+    np.testing.assert_allclose(fn(zv), np.logaddexp(0, zv), rtol=1e-15)
+    assert fn.rewrite_log["softplus"] == 1

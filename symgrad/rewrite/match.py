@@ -95,6 +95,23 @@ def unary(rw: Rewriter, n: int, head) -> int | None:
     return None
 
 
+def _arguments_first(rw: Rewriter, n: int, opened: set[int]) -> list[int]:
+    """The ``opened`` nodes below ``n`` (and n), each after its arguments. (Ranks are no such
+    order once a node was replaced by an existing newer one.)"""
+    order: list[int] = []
+    seen = {n}
+
+    def visit(m: int) -> None:
+        for a in rw.args(m):
+            if a in opened and a not in seen:
+                seen.add(a)
+                visit(a)
+        order.append(m)
+
+    visit(n)
+    return order
+
+
 def view(rw: Rewriter, n: int, depth: int = 1, evaluate: bool = True) -> tuple[sp.Expr, list[int]]:
     """``n``'s expression with the elementwise nodes up to ``depth`` levels below it opened and
     scalar constants put in as numbers. Returns (expression over x0..xk, the node of each xk).
@@ -114,7 +131,7 @@ def view(rw: Rewriter, n: int, depth: int = 1, evaluate: bool = True) -> tuple[s
             if a not in opened and rw.is_elementwise(a) and rw.dtype(a) == dtype
         ]
         opened.update(frontier)
-    order = sorted(opened, key=lambda m: rw.rank.get(m, float(m)))  # arguments first
+    order = _arguments_first(rw, n, opened)
     if piecewise_in_condition(rw, order):
         opened, order = {n}, [n]
     leaves: list[int] = []
@@ -123,7 +140,7 @@ def view(rw: Rewriter, n: int, depth: int = 1, evaluate: bool = True) -> tuple[s
         for m in order:
             subs = {}
             for i, a in enumerate(rw.args(m)):
-                u = uniform(rw, a) if not rw.shape(a) and rw.dtype(a) == rw.dtype(m) else None
+                u = uniform(rw, a) if rw.dtype(a) == rw.dtype(m) else None
                 if a in done:
                     subs[sym(i)] = done[a]
                 elif u is not None and np.isfinite(u):
