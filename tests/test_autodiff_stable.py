@@ -264,9 +264,28 @@ def test_an_inner_wrt_is_read_as_it_is_and_the_rest_is_still_stabilized():
     np.testing.assert_allclose(got_dw, xv.T @ want_dz, rtol=1e-12, atol=1e-15)
 
 
-def test_a_twin_that_loses_a_dependency_is_dropped_with_its_nodes():
-    # (e * w) / w is e: that twin no longer reads w, so the outputs are differentiated as
-    # written (d/dw is 0, not "disconnected") and none of the twin's nodes stay behind
+def test_a_twin_that_loses_a_dependency_is_dropped_with_its_nodes(monkeypatch):
+    # a twin that no longer reads a wrt node the outputs read: the outputs are differentiated
+    # as written (d/dw is 0, not "disconnected") and none of the twin's nodes stay behind
+    calls = []
+    monkeypatch.setattr(stable, "_reached", lambda g, ends, wrt: calls.append(1) or len(calls))
+    g = sg.Graph()
+    z = g.input("z", (3,))
+    loss = sg.sum(sg.log(1.0 + sg.exp(z)))
+    with monkeypatch.context() as m:
+        m.setattr(stable, "ENABLED", False)
+        count = len(g)
+        sg.grad(loss, z)
+        as_written = [(g.nx.nodes[n]["op"], g.args(n)) for n in sorted(g.nx) if n >= count]
+    g.rollback(count)
+    (dz,) = sg.grad(loss, [z])
+    assert len(calls) == 2  # the twin was built, then dropped
+    assert [(g.nx.nodes[n]["op"], g.args(n)) for n in sorted(g.nx) if n >= count] == as_written
+    zv = np.array([-3.0, 0.5, 2.0])
+    np.testing.assert_allclose(sg.evaluate([dz], {z: zv})[0], sigmoid(zv), rtol=1e-12)
+    monkeypatch.undo()
+
+    # (e * w) / w is e, and e**1 of exp(log x) is x: the twin reads x and w as written
     g = sg.Graph()
     x, w = g.input("x", (3,)), g.input("w", (3,))
     loss = sg.sum((sg.exp(sg.log(x)) * w) / w)

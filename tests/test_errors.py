@@ -482,3 +482,20 @@ def test_fit_refuses_labels_that_are_no_class(labels):
     # whole numbers stored as floats are classes
     history = sg.nn.fit(net, X, np.array([0.0, 1.0, 2.0, 1.0]), epochs=1, quiet=True)
     assert np.isfinite(history.loss[0])
+
+
+@pytest.mark.parametrize("build", [sg.exp, lambda x: sg.log(sg.exp(x))], ids=["exp", "twin"])
+def test_a_tangent_with_other_symbolic_dims_is_refused(build):
+    # as for cotangents: a concrete tangent of a ("batch", 4) input cannot be spread to the
+    # tangents' shapes, whether or not the output is differentiated through a stable twin
+    g = sg.Graph()
+    x = g.input("x", ("batch", 4))
+    y = build(x)
+    before = len(g)
+    words = r"(?s)tangent shape \(3, 4\) does not fit.*test_errors"
+    with pytest.raises(sg.ShapeError, match=words):
+        sg.jvp(y, x, np.ones((3, 4)))
+    assert len(g) == before
+    t = sg.jvp(y, x, g.input("v", ("batch", 4)))  # a tangent of the same dims is fine
+    got = sg.compile(t, [x, g["v"]])(np.zeros((3, 4)), np.full((3, 4), 2.0))
+    np.testing.assert_allclose(got, np.full((3, 4), 2.0))

@@ -356,3 +356,31 @@ def test_a_new_value_viewing_another_updated_variable_sees_its_old_value():
     step(a, b)
     np.testing.assert_array_equal(Vt.value, w_old.T)
     np.testing.assert_allclose(W.value, w_old - 0.1 * a.T @ b, rtol=1e-13, atol=1e-13)
+
+
+DERIVATIVES = {
+    "jacobian fwd": lambda y, x, W, b: sg.jacobian(y, x, mode="fwd"),
+    "jacobian rev": lambda y, x, W, b: sg.jacobian(y, x, mode="rev"),
+    "jacobian in b": lambda y, x, W, b: sg.jacobian(y, [W, b])[1],
+    "hessian": lambda y, x, W, b: sg.hessian(sg.sum(y * y), x),
+    "jvp": lambda y, x, W, b: sg.jvp(y, x, np.ones((2, 3, 4))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DERIVATIVES))
+def test_batched_derivatives_through_a_packed_bias_layer(name):
+    # W and b made one after the other are one [W; b] matrix; a fused chain that broadcasts
+    # the product against a batch of tangents cannot be computed into the product's buffer
+    g = sg.Graph()
+    x = g.input("x", (3, 4))
+    rng = np.random.default_rng(0)
+    W = g.variable("W", rng.standard_normal((4, 5)))
+    b = g.variable("b", rng.standard_normal(5))
+    out = DERIVATIVES[name](sg.sin(x @ W + b), x, W, b)
+    xv = rng.standard_normal((3, 4))
+    got = sg.compile(out, [x])(xv)
+    np.testing.assert_allclose(got, sg.evaluate([out], {x: xv})[0], rtol=1e-13, atol=1e-14)
+    if name.startswith("jacobian") and name != "jacobian in b":
+        # by hand: d sin(z)[i, j] / d x[i, k] = cos(z)[i, j] W[k, j]
+        jac = np.einsum("ij,kj,il->ijlk", np.cos(xv @ W.value + b.value), W.value, np.eye(3))
+        np.testing.assert_allclose(got, jac, rtol=1e-13, atol=1e-14)

@@ -250,3 +250,18 @@ def test_piecewise_values_in_conditions_are_not_fused(make):
     want = sg.evaluate(outs, {x: xv, b: bv, v: vv})
     for a, w in zip(got, want):
         np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-14)
+
+
+def test_a_fusion_that_merges_a_later_groups_member_leaves_that_group_alone():
+    # fusing one group made a node of another group equal to an existing node, which the
+    # merge deleted: fusing that other group then read a node that was gone (KeyError)
+    g = sg.Graph()
+    t, v, u = g.input("t", (3, 4)), g.input("v", (3, 4)), g.input("u", (3, 4))
+    e = sg.exp(t - sg.max(t, axis=-1, keepdims=True))
+    s = e / sg.sum(e, axis=-1, keepdims=True)
+    out = sg.jvp(sg.log(1.0 - sg.sigmoid(u)) / s * s, t, v)
+    fn = sg.compile([out], [t, v, u])
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal((3, 4)) for _ in range(3)]
+    want = sg.evaluate([out], dict(zip([t, v, u], values)))[0]
+    np.testing.assert_allclose(fn(*values)[0], want, rtol=1e-12, atol=1e-15)

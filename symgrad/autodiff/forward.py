@@ -12,7 +12,6 @@ from ..errors import DifferentiationError, GraphError, ShapeError, user_site
 from ..graph import Tensor
 from ..ops import get_op
 from ..ops.reductions import zeros_like
-from ..ops.shapes import compatible
 from ..ops.structural import broadcast_to
 from .reverse import _as_list, _check
 from .stable import stable_twins
@@ -67,11 +66,9 @@ def jvp(outputs, inputs, tangents, disconnected: str = "zero"):
         for x, t in zip(ins, tns):
             t = t if isinstance(t, Tensor) else graph.constant(np.asarray(t, dtype=x.dtype))
             nb = t.ndim - x.ndim
-            if (
-                nb < 0
-                or not compatible(t.shape[nb:], x.shape)
-                or (batch is not None and t.shape[:nb] != batch)
-            ):
+            # the input's own dims, symbolic ones by name (as vjp asks of cotangents): a
+            # concrete tangent of a symbolic input could not be spread to the tangents' shapes
+            if nb < 0 or tuple(t.shape[nb:]) != tuple(x.shape) or batch not in (None, t.shape[:nb]):
                 raise ShapeError(
                     f"jvp: tangent shape {t.shape} does not fit {graph.describe(x.node)} "
                     f"(expected [batch +] {x.shape}, one batch shape for all) at {user_site()}"

@@ -279,6 +279,8 @@ def _biased_matmul(graph, n: int, escaping: set[int]):
             continue
         if not nodes[h]["dtype"] == nodes[W]["dtype"] == nodes[n]["dtype"]:
             continue
+        if nodes[n]["shape"] != nodes[mm]["shape"]:
+            continue  # the chain broadcasts past the product (a batch of tangents)
         return mm, h, W, b, rest
     return None
 

@@ -68,8 +68,11 @@ def fuse_elementwise(rw: Rewriter) -> None:
             groups[n] = []
         owner[n] = root
         groups[root].append(n)
+    nodes = rw.graph.nx._node
     for root, members in groups.items():
-        if len(members) > 1:
+        # a fusion before this one may have merged or freed a member (its readers then
+        # became equal to other nodes): that group stays as it is
+        if len(members) > 1 and all(m in nodes for m in members):
             mark = rw.graph._next_id
             out = _fused(rw, root, sorted(members))
             if out is not None:

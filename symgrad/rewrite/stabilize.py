@@ -18,6 +18,7 @@ from .match import (
     PRODUCT,
     QUOTIENT,
     X0,
+    X1,
     fit,
     full,
     piecewise_in_condition,
@@ -196,8 +197,8 @@ def _divisors(expr: sp.Expr) -> set:
 def sigmoid_(rw: Rewriter, n: int):
     """exp(x)**k / (1 + exp(x))**m -> sigmoid(x)**k * sigmoid(-x)**(m - k), for 0 < k <= m:
     exp(x)/(1 + exp(x)) and its derivatives written by hand (and softplus's gradient)."""
-    if not any(isinstance(rw.expr(a), sp.exp) for a in reach(rw, n, 3)):
-        return None
+    if not any(_one_plus_exp_node(rw, a) for a in reach(rw, n, 3)):
+        return None  # cheap: the view and SymPy's together below cost milliseconds
     e, leaves = view(rw, n, 3)
     factors = list(sp.Mul.make_args(sp.together(e)))  # a sum of quotients as one quotient
     for f in factors:
@@ -212,6 +213,19 @@ def sigmoid_(rw: Rewriter, n: int):
                 value = sp.Mul(*rest) * sigmoid(u) ** k * sigmoid(-u) ** (m - k)
                 return fit(rw, build(value, [rw.t(a) for a in leaves], rw.t(n)), n)
     return None
+
+
+def _one_plus_exp_node(rw: Rewriter, a: int) -> bool:
+    """Whether node ``a`` is 1 + exp(u): one expression, or the sum of 1 and an exp node."""
+    e = rw.expr(a)
+    if e is None or not e.is_Add or len(e.args) != 2:
+        return False
+    if 1 in e.args:
+        return any(isinstance(t, sp.exp) for t in e.args)
+    args = rw.args(a)
+    return e == X0 + X1 and any(
+        isinstance(rw.expr(x), sp.exp) and uniform(rw, y) == 1 for x, y in (args, args[::-1])
+    )
 
 
 def _one_plus_exp(f: sp.Expr):
