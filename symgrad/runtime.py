@@ -121,6 +121,7 @@ def _is_last(axis, ndim: int) -> bool:
 def _floating(x):
     """``x`` in the float dtype NumPy's exp gives it (what the ops' inference says too):
     float16 for bools and 8-bit integers, float32 for 16-bit ones, float64 for wider."""
+    x = x if hasattr(x, "dtype") else np.asarray(x)  # a Python number
     return x if x.dtype.kind == "f" else x.astype(_exp_dtype(x.dtype))
 
 

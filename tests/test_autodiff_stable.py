@@ -309,3 +309,44 @@ def test_big_constants_are_neither_copied_nor_serialized_again():
     tracemalloc.stop()
     assert peak < X.value.nbytes / 4, peak  # no copy of X's 1.6 MB, no bytes of it either
     assert X.node in sg.autodiff.sweep.ancestors(g, [dw.node])  # the twin reads X itself
+
+
+def test_a_twin_never_reads_a_wrt_node_on_a_path_of_its_own():
+    # the twin of log(1 + exp(z)) is softplus(z), which is the node h the user asks about:
+    # read there, d/dh would count the first term too (2 instead of 1)
+    g = sg.Graph()
+    z = g.input("z", (3,))
+    h = sg.softplus(z)
+    y = sg.log(1.0 + sg.exp(z)) + h
+    dz, dh = sg.grad(sg.sum(y), [z, h])
+    tangent = sg.jvp(y, [z, h], [np.zeros(3), np.ones(3)])
+    zv = np.array([-1.0, 0.0, 2.0])
+    got_dz, got_dh, got_t = sg.evaluate([dz, dh, tangent], {z: zv})
+    np.testing.assert_allclose(got_dz, 2 * sigmoid(zv), rtol=1e-15)  # h depends on z too
+    np.testing.assert_array_equal(got_dh, np.ones(3))
+    np.testing.assert_array_equal(got_t, np.ones(3))
+    # nor a constant a rule builds: C / 2 is read as the number 2, and c is 2.0 too
+    g = sg.Graph()
+    z = g.input("z", (2, 3))
+    C, c = g.constant(np.full((2, 3), 2.0)), g.constant(2.0)
+    e = sg.exp(z)
+    loss = sg.sum(C * e / sg.sum(e, axis=-1, keepdims=True)) + sg.sum(c * z)
+    zv = np.arange(6.0).reshape(2, 3)
+    dc = sg.evaluate([sg.grad(loss, [z, c])[1]], {z: zv})[0]
+    assert dc == pytest.approx(zv.sum(), rel=1e-15)
+
+
+def test_constants_in_a_hand_written_sigmoid():
+    # exp(C) / (1 + exp(C)) of a constant C is a number, not a sigmoid node to build
+    g = sg.Graph()
+    x, C = g.input("x", (3,)), g.constant(2.0)
+    scale = sg.exp(C) / (1.0 + sg.exp(C))
+    inner = (x * sg.exp(C)) / (1.0 + sg.exp(C))
+    xv = np.array([-1000.0, 0.0, 1000.0])
+    for loss, want in (
+        (sg.sum(sg.log(1.0 + sg.exp(x)) * scale), sigmoid(xv) * sigmoid(2.0)),
+        (sg.sum(sg.log(1.0 + sg.exp(inner))), sigmoid(xv * sigmoid(2.0)) * sigmoid(2.0)),
+    ):
+        dx = sg.grad(loss, x)
+        for got in (sg.evaluate([dx], {x: xv})[0], sg.compile(dx, [x])(xv)):
+            np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-300)

@@ -263,3 +263,12 @@ def test_a_constant_array_of_ones_is_one():
     zv = np.array([[-1000.0, 0.0, 1000.0], [3.0, -3.0, 40.0]])
     np.testing.assert_allclose(fn(zv), np.logaddexp(0, zv), rtol=1e-15)
     assert fn.rewrite_log["softplus"] == 1
+
+
+def test_a_hand_written_sigmoid_whose_one_is_subtracted():
+    g = sg.Graph()
+    z = g.input("z", (3,))
+    fn = sg.compile(sg.exp(z) / (sg.exp(z) - (-1.0)), [z])
+    zv = np.array([-800.0, 0.0, 800.0])
+    np.testing.assert_allclose(fn(zv), sigmoid(zv), rtol=1e-15, atol=1e-300)
+    assert fn.rewrite_log["sigmoid"] == 1

@@ -43,3 +43,8 @@ def test_stable_functions_at_infinities_nan_and_other_inputs():
         wide = x.astype(float)
         np.testing.assert_allclose(rt.sigmoid(x), 1 / (1 + np.exp(-wide)), rtol=1e-3)
         np.testing.assert_allclose(rt.softplus(x), np.logaddexp(0, wide), rtol=1e-3)
+
+
+def test_python_numbers():
+    assert rt.sigmoid(2) == pytest.approx(1 / (1 + np.exp(-2.0)), rel=1e-15)
+    assert rt.softplus(2.0) == pytest.approx(np.log1p(np.exp(2.0)), rel=1e-15)

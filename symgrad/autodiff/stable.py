@@ -59,20 +59,24 @@ def stable_twins(graph: Graph, outputs: list[int], wrt: list[int]) -> dict[int, 
     rw.finish()
     start = graph._next_id
     back = {c: u for u, c in copy.mapping.items()}
-    made = _join(graph, rw.graph, {now: back[given] for now, given in rw.original.items()})
-    twins = {o: made[r] for o, r in zip(outputs, rw.roots) if made[r] != o}
-    reached = [_reached(graph, ends, wrt) for ends in (outputs, [made[r] for r in rw.roots])]
-    if reached[0] != reached[1]:
-        graph.rollback(start)  # a twin lost a dependency: the outputs as written
+    made = _join(graph, rw.graph, {now: back[given] for now, given in rw.original.items()}, wrt)
+    if made is None or _reached(graph, outputs, wrt) != _reached(
+        graph, [made[r] for r in rw.roots], wrt
+    ):
+        graph.rollback(start)  # the outputs as written
         return {}
-    return twins
+    return {o: made[r] for o, r in zip(outputs, rw.roots) if made[r] != o}
 
 
-def _join(graph: Graph, new: Graph, user: dict[int, int]) -> dict[int, int]:
+def _join(graph: Graph, new: Graph, user: dict[int, int], wrt: list[int]) -> dict | None:
     """Build the nodes of ``new`` (ids in topological order) in ``graph``: {new id: node}.
     Leaves and constants map to the ``user`` nodes they came from, equal nodes already there
-    are reused, and new ones point at the user code of what they replace."""
+    are reused, and new ones point at the user code of what they replace. None when a node a
+    rule built is one of the ``wrt`` nodes (softplus(z) beside a wrt h = softplus(z)): the
+    twin would read that wrt on a path the outputs do not, and its derivative would count
+    it."""
     start = graph._next_id
+    wrt = set(wrt)
     made: dict[int, int] = {}
     for m in sorted(new.nx.nodes):
         d = new.nx.nodes[m]
@@ -84,6 +88,8 @@ def _join(graph: Graph, new: Graph, user: dict[int, int]) -> dict[int, int]:
         else:
             args = [Tensor(graph, made[a]) for a in new.args(m)]
             t = graph.apply(d["op"], args, d["attrs"])
+        if t.node in wrt:
+            return None
         if t.node >= start:
             graph.nx.nodes[t.node]["where"] = d["where"]
         made[m] = t.node

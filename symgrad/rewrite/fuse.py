@@ -247,7 +247,7 @@ def _sigmoid_complements(expr: sp.Expr) -> sp.Expr | None:
     swaps = {
         f: 1 - sigmoid(-f.args[0])
         for f in expr.atoms(sigmoid)
-        if any(d.has(sigmoid(-f.args[0])) for d in divisors)
+        if any(d.has(1 - sigmoid(-f.args[0])) for d in divisors)
     }
     return expr.xreplace(swaps) if swaps else None
 

@@ -18,7 +18,6 @@ from .match import (
     PRODUCT,
     QUOTIENT,
     X0,
-    X1,
     fit,
     full,
     piecewise_in_condition,
@@ -203,8 +202,8 @@ def sigmoid_(rw: Rewriter, n: int):
     factors = list(sp.Mul.make_args(sp.together(e)))  # a sum of quotients as one quotient
     for f in factors:
         u = _one_plus_exp(f)
-        if u is None:
-            continue
+        if u is None or not u.free_symbols:
+            continue  # exp(2) / (1 + exp(2)) is a number, which folding computes
         m = -f.exp
         for g in factors:
             k = g.args[0] / u if isinstance(g, sp.exp) else None
@@ -216,16 +215,14 @@ def sigmoid_(rw: Rewriter, n: int):
 
 
 def _one_plus_exp_node(rw: Rewriter, a: int) -> bool:
-    """Whether node ``a`` is 1 + exp(u): one expression, or the sum of 1 and an exp node."""
+    """Whether node ``a`` is a sum with an exp in it (its own, or an exp node it reads) that
+    reads 1 + exp(u) when opened one level."""
     e = rw.expr(a)
-    if e is None or not e.is_Add or len(e.args) != 2:
+    if e is None or not e.is_Add:
         return False
-    if 1 in e.args:
-        return any(isinstance(t, sp.exp) for t in e.args)
-    args = rw.args(a)
-    return e == X0 + X1 and any(
-        isinstance(rw.expr(x), sp.exp) and uniform(rw, y) == 1 for x, y in (args, args[::-1])
-    )
+    if not e.has(sp.exp) and not any(isinstance(rw.expr(x), sp.exp) for x in rw.args(a)):
+        return False
+    return _one_plus_exp(1 / view(rw, a, 1)[0]) is not None
 
 
 def _one_plus_exp(f: sp.Expr):
