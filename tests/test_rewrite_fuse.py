@@ -265,3 +265,19 @@ def test_a_fusion_that_merges_a_later_groups_member_leaves_that_group_alone():
     values = [rng.standard_normal((3, 4)) for _ in range(3)]
     want = sg.evaluate([out], dict(zip([t, v, u], values)))[0]
     np.testing.assert_allclose(fn(*values)[0], want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("build", [lambda x: -sg.mean(x), lambda x: -sg.mean(sg.exp(x))])
+def test_a_group_of_numbers_alone_fuses_into_a_filled_value_without_folding(build):
+    # with folding off, the seed -1/n of a mean's gradient is a group of constants only: its
+    # fused expression, -1 * 3**-1 put together unevaluated, has no argument to read
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    dx = sg.grad(build(x), x)
+    xv = np.array([0.0, 1.0, 2.0])
+    fn = sg.compile(dx, [x], rewrites={"exclude": ["fold_constant", "fold_uniform"]})
+    np.testing.assert_allclose(fn(xv), sg.evaluate([dx], {x: xv})[0], rtol=1e-15)
+    y = x * (1.0 / (g.constant(0.0) * 2.0))  # SymPy's 1/0 is complex infinity: not fused
+    fn = sg.compile(y, [x], rewrites={"exclude": ["fold_constant", "fold_uniform"]})
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(fn(xv), [np.nan, np.inf, np.inf])

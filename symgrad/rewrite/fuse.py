@@ -127,8 +127,12 @@ def group_expression(rw: Rewriter, members: list[int]) -> tuple[sp.Expr, list[in
 def expression_node(rw: Rewriter, root: int, expr: sp.Expr, leaves: list[int]):
     """A node computing ``expr`` over ``leaves`` in place of ``root``."""
     args = [rw.t(a) for a in leaves]
-    if expr.is_Number:
-        return full(rw, float(expr), rw.shape(root), rw.dtype(root))
+    if expr.is_Number or not leaves:  # numbers alone (put together unevaluated: -1 * 3**-1)
+        try:
+            value = float(expr)
+        except TypeError:  # 1/0 is SymPy's complex infinity: left to NumPy, unfused
+            return None
+        return full(rw, value, rw.shape(root), rw.dtype(root))
     if expr.is_Symbol:
         return fit(rw, args[0], root)
     attrs = {"expr": expr}
