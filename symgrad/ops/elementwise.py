@@ -4,7 +4,7 @@ A named op (``tanh``, ``mul``, ``leaky_relu`` ...) holds a builder ``(x0, x1, ..
 expression``; the anonymous op ``expr`` holds the expression itself in ``attrs["expr"]``.
 Derivatives come from ``sympy.diff`` and become ``expr`` nodes, so every order of every
 elementwise op, user-defined ones included, needs no hand-written rule. Where a derivative is
-cheaper on the op's own output (tanh' = 1 - y**2, sigmoid' = y (1 - y), exp' = y) it is
+cheaper on the op's own output (tanh' = 1 - y**2, sigmoid' = y sigmoid(-x), exp' = y) it is
 written on the output. Translating expressions to NumPy is ``sympy_numpy``'s job.
 """
 
