@@ -414,3 +414,50 @@ def test_repeated_eigenvalues_come_with_their_multiplicity(diagonal, k, which, w
 def test_lanczos_refuses_a_zero_start_vector():
     with pytest.raises(ValueError, match="zero"):
         krylov.lanczos(np.eye(5), 3, v0=np.zeros(5))
+
+
+def test_a_parameter_listed_twice_moves_along_both_directions():
+    # f = sum(x^3): H = diag(6x); with wrt [x, x] every block is H, in both modes
+    g = sg.Graph()
+    x = g.input("x", (2,))
+    f = (x**3).sum()
+    for mode in ("fwd-rev", "rev-rev"):
+        M = krylov.hvp_operator(f, [x, x], {x: np.ones(2)}, mode=mode).matmat(np.eye(4))
+        np.testing.assert_allclose(M, np.kron(np.ones((2, 2)), 6 * np.eye(2)), rtol=1e-15)
+    t = sg.jvp(f, [x, x], [np.array([1.0, 0.0]), np.array([0.0, 1.0])])
+    assert sg.evaluate([t], {x: np.ones(2)})[0] == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize("n_probes", [1, 2])
+def test_trace_with_too_few_probes_for_a_sketch_is_hutchinson(n_probes):
+    A = np.diag(np.linspace(1, 10, 50))  # z^T A z = tr(A) for every sign vector z
+    est = krylov.trace(A, n_probes)
+    assert est.value == pytest.approx(275.0) and est.n_products == n_probes
+    assert est.method == "hutchinson"
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((50, 50))
+    B = B + B.T
+    est = krylov.trace(B, 2)
+    assert est.stderr > 0  # an estimate, not exact
+    with pytest.raises(ValueError, match="n_probes"):
+        krylov.trace(A, 0)
+
+
+def test_an_operator_on_some_parameters_keeps_the_others_where_they_were():
+    net = nn.mlp([3, 5, 2], seed=0)
+    X = net.graph.input("Xk", ("batch", 3))
+    y = net.graph.input("yk", ("batch",), "int64")
+    loss = sg.cross_entropy(net(X), y).mean()
+    feed = {X: np.random.default_rng(1).standard_normal((4, 3)), y: np.array([0, 1, 1, 0])}
+    op = krylov.hvp_operator(loss, net.params[2:], feed)
+    v = np.arange(op.shape[0], dtype=float)
+    before = op.matvec(v)
+    net.params[0].value[...] += 0.5  # a parameter outside wrt moves: the point does not
+    np.testing.assert_array_equal(op.matvec(v), before)
+    with pytest.raises(sg.GraphError, match="at least one parameter"):
+        krylov.hvp_operator(loss, [], feed)
+
+
+def test_top_eigenvalues_refuses_a_k_that_is_no_int():
+    with pytest.raises(ValueError, match="k = 2.5"):
+        krylov.top_eigenvalues(np.eye(4), 2.5)

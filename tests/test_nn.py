@@ -291,3 +291,40 @@ def test_fit_refuses_mismatched_targets_and_bad_batch_sizes():
     for bad in (0, -2, 2.5):
         with pytest.raises(sg.InputError, match="batch_size must be a positive int"):
             nn.fit(net, X, y, loss="mse", epochs=1, batch_size=bad, quiet=True)
+
+
+def test_patience_must_be_positive():
+    net = nn.mlp([2, 3, 2], seed=0)
+    X, y = np.ones((4, 2)), np.array([0, 1, 0, 1])
+    with pytest.raises(sg.InputError, match="patience must be a positive int"):
+        nn.fit(net, X, y, epochs=3, patience=0, validation=(X, y), quiet=True)
+
+
+def test_adam_corrects_each_parameter_in_its_own_dtype():
+    g = sg.Graph()
+    w32 = g.variable("w32", np.array([1.0, -2.0, 3.0], np.float32))
+    w64 = g.variable("w64", np.array([0.5, 1.5], np.float64))
+    loss = sg.sum(sg.square(w32)) + sg.sum(sg.square(w64))
+    step = sg.compile(
+        loss, [], updates=nn.Adam(lr=0.1).updates([w32, w64], sg.grad(loss, [w32, w64]))
+    )
+    g64 = 2 * np.array([0.5, 1.5])
+    m, v = 0.1 * g64, 0.001 * g64**2
+    want = np.array([0.5, 1.5]) - 0.1 * (m / 0.1) / (np.sqrt(v / 0.001) + 1e-8)
+    step()
+    assert w32.value.dtype == np.float32 and w64.value.dtype == np.float64
+    np.testing.assert_allclose(w64.value, want, rtol=1e-15)
+    with pytest.raises(sg.GraphError, match="one gradient per parameter"):
+        nn.Adam().updates([], [])
+
+
+def test_a_linear_output_named_none_is_linear():
+    a, b = nn.mlp([4, 3], output_activation=None, seed=0), nn.mlp([4, 3], seed=0)
+    np.testing.assert_array_equal(a.params[0].value, b.params[0].value)  # Glorot both
+    assert a.layers[0].activation_name == "linear"
+
+
+def test_mse_targets_of_another_width_are_refused():
+    net = nn.mlp([3, 4, 2], seed=0)
+    with pytest.raises(sg.InputError, match=r"targets of shape \(5, 3\) do not fit"):
+        nn.fit(net, np.ones((5, 3)), np.ones((5, 3)), loss="mse", epochs=1, quiet=True)

@@ -104,3 +104,16 @@ def test_fixing_only_values_without_the_batch_leaves_its_count_to_each_call():
             Xv, yv = rng.standard_normal((batch, 3)), rng.integers(0, 4, batch)
             want = sg.evaluate(hv, {X: Xv, y: yv, W: Wv, v: vv})
             np.testing.assert_allclose(staged(*rest(Xv, yv)), want, rtol=1e-12, atol=1e-15)
+
+
+def test_a_staged_function_takes_the_users_tensors_again():
+    g = sg.Graph()
+    X, s = g.input("X", (2, 3)), g.input("s", ())
+    fn = sg.compile(sg.sum(X * s), [X, s])
+    once = fn.specialize({s: 2.0})
+    assert once.origin_graph is g
+    twice = once.specialize({X: np.ones((2, 3))})
+    assert twice() == pytest.approx(12.0) == once(np.ones((2, 3)))
+    other = sg.Graph().input("X", (2, 3))  # same name, another graph: refused
+    with pytest.raises(sg.InputError, match="is not an input or variable"):
+        once.specialize({other: np.ones((2, 3))})

@@ -74,7 +74,8 @@ def jvp(outputs, inputs, tangents, disconnected: str = "zero"):
                     f"(expected [batch +] {x.shape}, one batch shape for all) at {user_site()}"
                 )
             batch = t.shape[:nb]
-            seeds[x.node] = t
+            # an input listed twice moves along both tangents: J (t1 + t2), as vjp sums
+            seeds[x.node] = t if x.node not in seeds else seeds[x.node] + t
         tans = push_tangents(outs, seeds, batch or ())
         result = []
         for o in outs:

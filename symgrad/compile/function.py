@@ -36,6 +36,7 @@ class Function:
         if not given:
             raise GraphError(f"compile needs outputs, inputs or updates ({user_site()})")
         self.graph = graph = given[0].graph if isinstance(given[0], Tensor) else None
+        self.origin_graph = graph  # a staged Function's graph is private; this is the user's
         for t in given:
             if not isinstance(t, Tensor) or t.graph is not graph:
                 raise GraphError(f"{t!r} is not a Tensor of the same graph ({user_site()})")

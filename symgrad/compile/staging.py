@@ -27,8 +27,15 @@ def specialize(fn, fixed: dict):
     updated = {v.node for v, _ in fn.updates}
     dims: dict = {}
     feed: dict[int, np.ndarray] = {}
+    origin = fn.origin_graph
     for key, value in fixed.items():
         t = fn.graph[key] if isinstance(key, str) else key
+        if (
+            isinstance(t, Tensor)
+            and t.graph is origin is not fn.graph
+            and t.name in fn.graph._names
+        ):
+            t = fn.graph[t.name]  # a staged Function's own graph holds the user's leaves by name
         if (
             not isinstance(t, Tensor)
             or t.graph is not fn.graph
@@ -83,7 +90,9 @@ def specialize(fn, fixed: dict):
     rest = [tensor(x) for x in fn.inputs if prog.mapping[x.node] not in feed]
     outputs = [tensor(o) for o in fn.outputs]
     updates = {tensor(v): tensor(u) for v, u in fn.updates}
-    return type(fn)(outputs[0] if fn.single else outputs, rest, updates, fn.rewrites)
+    staged = type(fn)(outputs[0] if fn.single else outputs, rest, updates, fn.rewrites)
+    staged.origin_graph = origin  # the user's graph, whose Tensors specialize takes again
+    return staged
 
 
 def _values(G: Graph, nodes: list[int], feed: dict) -> dict[int, np.ndarray]:

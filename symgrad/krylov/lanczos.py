@@ -147,7 +147,7 @@ def top_eigenvalues(
     if which not in _ORDER:
         raise ValueError(f"which must be one of {sorted(_ORDER)}, got {which!r}")
     n = aslinearoperator(op).shape[0]
-    if not 0 < k <= n:
+    if not isinstance(k, (int, np.integer)) or not 0 < k <= n:
         raise ValueError(f"k = {k} eigenvalues of a {n} x {n} operator")
     limit = n if max_steps is None else min(n, max_steps)
     steps = min(limit, max(2 * k + 10, 20))

@@ -18,6 +18,7 @@ from scipy.sparse.linalg import LinearOperator
 from ..autodiff.derived import hvp
 from ..autodiff.forward import jvp
 from ..autodiff.reverse import vjp
+from ..autodiff.sweep import ancestors
 from ..compile.function import Function, compile
 from ..errors import GraphError, InputError
 from ..graph import Tensor
@@ -138,9 +139,13 @@ def _operator(kind: str, f: Tensor, wrt, feed, outputs=None) -> CurvatureOperato
             raise InputError(f"the point: feed a value for {graph.describe(w.node)}")
         if w.op not in ("input", "variable"):
             raise GraphError(f"differentiate with respect to inputs or variables, not {w!r}")
+    if not wrt:
+        raise GraphError("a curvature operator needs at least one parameter in wrt")
     inputs = sorted(fed, key=lambda t: t.node)
     fixed = {x: np.array(fed[x], dtype=x.dtype, copy=True) for x in inputs}
-    fixed.update({w: w.value.copy() for w in wrt if w.op == "variable"})  # the point
+    # the point: every variable f reads, parameters or not, at its value now
+    variables = [graph.tensor(n) for n in ancestors(graph, [f.node])]
+    fixed.update({v: v.value.copy() for v in variables if v.op == "variable"})
     fn = product_function(kind, f, wrt, inputs, outputs)
     dtype = np.result_type(*[w.dtype for w in wrt])
     return CurvatureOperator(_staged(fn, fixed), wrt, dtype, kind)

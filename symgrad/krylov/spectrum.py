@@ -94,6 +94,8 @@ def _hutch_plus_plus(A, n: int, m: int, rng) -> TraceEstimate:
     sketch A S exactly, plus Hutchinson's estimate of what is left, (I - QQ^T) A (I - QQ^T).
     The error falls like 1/m instead of 1/sqrt(m) when A's spectrum is dominated by a
     few large eigenvalues, as a network's Hessian usually is."""
+    if m < 3 and m < n:  # a sketch, its product and one probe need 3: plain Hutchinson
+        return _hutchinson(A, n, m, rng)
     s = max(1, m // 3)
     Q, _ = np.linalg.qr(A.matmat(rademacher(rng, (n, s))))
     exact = float(np.trace(Q.T @ A.matmat(Q)))
@@ -118,5 +120,7 @@ def trace(op, n_probes: int = 200, *, method: str = "hutch++", seed: int = 0) ->
     """
     if method not in TRACE_METHODS:
         raise ValueError(f"method must be one of {sorted(TRACE_METHODS)}, got {method!r}")
+    if not isinstance(n_probes, (int, np.integer)) or n_probes < 1:
+        raise ValueError(f"n_probes must be a positive int, got {n_probes!r}")
     A = aslinearoperator(op)
     return TRACE_METHODS[method](A, A.shape[0], n_probes, np.random.default_rng(seed))

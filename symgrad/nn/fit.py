@@ -131,6 +131,8 @@ def fit(
     yd = loss.targets(y, problem.outputs)
     if len(Xd) != len(yd):
         raise InputError(f"fit: {len(Xd)} examples in X but {len(yd)} targets in y")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise InputError(f"fit: patience must be a positive int or None, got {patience!r}")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"fit: batch_size must be a positive int or None, got {batch_size!r}")
     check = _validator(problem, loss, validation) if validation is not None else None

@@ -79,6 +79,7 @@ class Dense:
                 f"{name}: parameters need a float dtype, got {dtype!r} ({user_site()})"
             )
         rng = np.random.default_rng(0) if rng is None else rng
+        activation = "linear" if activation is None else activation  # as get_activation reads it
         if init is None:
             init = DEFAULT_INIT.get(activation, "glorot") if isinstance(activation, str) else "he"
         self.activation = get_activation(activation)

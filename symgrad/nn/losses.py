@@ -38,7 +38,13 @@ class Loss:
         shape, dtype = self.target_spec(outputs)
         y = np.asarray(y)
         if not self.labels:
-            return y.reshape((len(y),) + shape[1:]).astype(dtype)
+            want = (len(y),) + tuple(shape[1:])
+            if y.size != int(np.prod(want)):
+                raise InputError(
+                    f"targets of shape {y.shape} do not fit outputs of shape {shape} "
+                    f"({user_site()})"
+                )
+            return y.reshape(want).astype(dtype)
         with np.errstate(invalid="ignore"):  # nan and inf labels are refused just below
             labels = y.astype(dtype)
         if y.dtype.kind not in "iub" and not np.array_equal(labels, y):  # 0.7 is no class

@@ -15,6 +15,7 @@ import numpy as np
 from .. import ops
 from ..autodiff.reverse import grad
 from ..compile.function import Function, compile
+from ..errors import GraphError, user_site
 from ..graph import Tensor
 from .problem import Problem, fresh_name
 
@@ -54,6 +55,11 @@ class Optimizer:
 
     def updates(self, params: list[Tensor], grads: list[Tensor]) -> dict[Tensor, Tensor]:
         """{variable: new value} for every parameter and piece of state."""
+        if not params or len(params) != len(grads):
+            raise GraphError(
+                f"{type(self).__name__}.updates needs one gradient per parameter and at least "
+                f"one parameter, got {len(params)} and {len(grads)} ({user_site()})"
+            )
         self.begin(params)
         out: dict[Tensor, Tensor] = {}
         decay = self.weight_decay
@@ -115,16 +121,20 @@ class Adam(Optimizer):
 
     def begin(self, params):
         g = params[0].graph
-        self._t = g.variable(fresh_name(g, "adam.t"), np.zeros((), params[0].dtype))
+        # the step count in the widest parameter dtype: float64 parameters get float64 bias
+        # corrections beside float32 ones
+        dtype = np.result_type(*[p.dtype for p in params])
+        self._t = g.variable(fresh_name(g, "adam.t"), np.zeros((), dtype))
         self._t_next = self._t + 1.0
 
     def rule(self, p, g):
         m, v = state(p, "adam.m"), state(p, "adam.v")
         new_m = self.beta1 * m + (1.0 - self.beta1) * g
         new_v = self.beta2 * v + (1.0 - self.beta2) * ops.square(g)
-        # bias correction folded into the step size
-        m_hat = new_m / (1.0 - ops.pow(self.beta1, self._t_next))
-        v_hat = new_v / (1.0 - ops.pow(self.beta2, self._t_next))
+        # bias correction folded into the step size, in the parameter's own dtype
+        t = self._t_next if self._t_next.dtype == p.dtype else ops.cast(self._t_next, p.dtype)
+        m_hat = new_m / (1.0 - ops.pow(self.beta1, t))
+        v_hat = new_v / (1.0 - ops.pow(self.beta2, t))
         return {
             m: new_m,
             v: new_v,
