@@ -9,7 +9,7 @@ import numpy as np
 from .autodiff.forward import jvp
 from .autodiff.reverse import grad
 from .compile.evaluate import evaluate, feed_nodes
-from .errors import GradientCheckError, InputError
+from .errors import GradientCheckError, InputError, user_site
 from .graph import Tensor
 from .ops import sum as sum_
 from .ops.shapes import is_float
@@ -45,6 +45,29 @@ def numeric_grad(f: Tensor, feed: dict, x: Tensor, eps: float = 1e-6) -> np.ndar
     return g
 
 
+def _check_settings(order, modes, directions, eps, rtol, atol) -> None:
+    """Refuse settings under which check_grads would check nothing, or pass whatever it
+    found (a nan tolerance makes every comparison false)."""
+    whole = {"order": order, "directions": directions}
+    for name, v in whole.items():
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise InputError(
+                f"check_grads: {name} must be a positive int, got {v!r} ({user_site()})"
+            )
+    positive = {"eps": eps, "rtol": rtol, "atol": atol}
+    for name, v in positive.items():
+        if not isinstance(v, (int, float, np.number)) or not (v >= 0 and np.isfinite(v)):
+            raise InputError(
+                f"check_grads: {name} must be a finite number >= 0, got {v!r} ({user_site()})"
+            )
+    if eps == 0:
+        raise InputError(f"check_grads: eps must be > 0 ({user_site()})")
+    if isinstance(modes, str) or not modes or not set(modes) <= {"rev", "fwd"}:
+        raise InputError(
+            f"check_grads: modes must be a non-empty subset of rev, fwd: {modes!r} ({user_site()})"
+        )
+
+
 def check_grads(
     f: Tensor,
     feed: dict,
@@ -65,8 +88,12 @@ def check_grads(
     derivative along random directions. Inputs must be float64. Raises GradientCheckError
     with a report on any disagreement; returns the records otherwise.
     """
+    if not isinstance(f, Tensor):
+        raise InputError(f"check_grads needs a Tensor, got {type(f).__name__} ({user_site()})")
+    _check_settings(order, modes, directions, eps, rtol, atol)
     graph = f.graph
     fed = feed_nodes(graph, feed)
+    wrt = [wrt] if isinstance(wrt, Tensor) else wrt  # one Tensor is one input, not its rows
     xs = [graph.tensor(n) for n in fed] if wrt is None else list(wrt)
     xs = [x for x in xs if is_float(x.dtype)]
     for x in xs:

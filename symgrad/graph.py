@@ -51,6 +51,27 @@ def freeze(value: Any) -> Any:
     return value
 
 
+_BUILTIN = (bool, int, float, complex, str, tuple, list)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with subclasses of Python's numbers, strings and sequences made the built-in
+    types: generated source shows attribute values by their repr, which a subclass could
+    make any code at all."""
+    if (
+        isinstance(value, _BUILTIN)
+        and type(value) not in _BUILTIN
+        and not isinstance(value, np.generic)
+    ):
+        base = next(t for t in _BUILTIN if isinstance(value, t))
+        value = base(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, slice):
+        return slice(_plain(value.start), _plain(value.stop), _plain(value.step))
+    return value
+
+
 def normalize_shape(shape: Any) -> Shape:
     if isinstance(shape, (int, np.integer, str)):
         shape = (shape,)
@@ -129,7 +150,12 @@ class Graph:
         """The node ``op(*args)`` with static parameters ``attrs``; an existing one if equal."""
         from .ops.registry import OPS
 
-        attrs = dict(attrs or {})
+        if not isinstance(attrs, (dict, type(None))) or not isinstance(args, (list, tuple)):
+            raise GraphError(
+                f"{op!r}: apply takes a list of Tensors and a dict of attributes, got "
+                f"{type(args).__name__} and {type(attrs).__name__} ({user_site()})"
+            )
+        attrs = {k: _plain(v) for k, v in (attrs or {}).items()}
         for a in args:
             if not isinstance(a, Tensor) or a.graph is not self:
                 raise GraphError(

@@ -499,3 +499,98 @@ def test_a_tangent_with_other_symbolic_dims_is_refused(build):
     t = sg.jvp(y, x, g.input("v", ("batch", 4)))  # a tangent of the same dims is fine
     got = sg.compile(t, [x, g["v"]])(np.zeros((3, 4)), np.full((3, 4), 2.0))
     np.testing.assert_allclose(got, np.full((3, 4), 2.0))
+
+
+def test_attribute_values_are_plain_values_in_generated_source():
+    # generated source shows attributes by repr: an int subclass could make its repr code
+    class Evil(int):
+        def __repr__(self):
+            return "__import__('os').getpid()*0+1"
+
+    g = sg.Graph()
+    x = g.input("x", (2, 3))
+    fn = sg.compile(g.apply("softmax", [x], {"axis": (Evil(1),)}), [x])
+    np.testing.assert_allclose(fn(np.zeros((2, 3))), np.full((2, 3), 1 / 3))
+    assert "getpid" not in fn.source
+    with pytest.raises(sg.GraphError, match=r"(?s)apply takes a list of Tensors.*test_errors"):
+        g.apply("neg", x)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda x, h, s: sg.transpose(x, (0, 5)), sg.ShapeError, "no permutation of 2 axes"),
+        (lambda x, h, s: sg.transpose(x, (0, 0)), sg.ShapeError, "no permutation of 2 axes"),
+        (lambda x, h, s: sg.evaluate([x, h], {x: np.ones((2, 3))}), sg.InputError, "one graph"),
+        (lambda x, h, s: sg.vjp([x, h], x, [np.ones((2, 3))] * 2), sg.GraphError, "different"),
+        (lambda x, h, s: sg.jvp([x, h], x, np.ones((2, 3))), sg.GraphError, "different graphs"),
+        (lambda x, h, s: sg.vjp([], x, []), sg.GraphError, "needs output Tensors"),
+        (lambda x, h, s: sg.elementwise(None, lambda a: a), sg.GraphError, "non-empty string"),
+        (
+            lambda x, h, s: sg.elementwise("k3", lambda a: sp.Integer(3)),
+            sg.GraphError,
+            "reads none",
+        ),
+        (
+            lambda x, h, s: sg.check_grads(s, {x: np.ones((2, 3))}, rtol=np.nan),
+            sg.InputError,
+            "rtol must be a finite",
+        ),
+        (
+            lambda x, h, s: sg.check_grads(s, {x: np.ones((2, 3))}, order=0),
+            sg.InputError,
+            "order must be a positive int",
+        ),
+        (
+            lambda x, h, s: sg.check_grads(s, {x: np.ones((2, 3))}, modes=()),
+            sg.InputError,
+            "modes must be",
+        ),
+    ],
+    ids=["transpose range", "transpose repeat", "evaluate graphs", "vjp graphs", "jvp graphs"]
+    + ["vjp empty", "op name", "constant op", "nan rtol", "order 0", "no modes"],
+)
+def test_mistakes_found_by_the_audit(call, error, words):
+    g = sg.Graph()
+    x = g.input("x", (2, 3))
+    h = sg.Graph().input("h", (2, 3))
+    s = sg.sum(x)
+    before = len(g)
+    with pytest.raises(error, match=rf"(?s){words}"):
+        call(x, h, s)
+    assert len(g) == before
+    assert None not in sg.ops.OPS
+
+
+def test_a_complex_derivative_of_a_real_input_is_refused():
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    loss = sg.sum(x * g.constant(np.array([1j, 2.0, 3.0])))
+    before = len(g)
+    with pytest.raises(sg.DifferentiationError, match="is complex"):
+        sg.grad(loss, x)
+    assert len(g) == before
+
+
+def test_failed_fits_and_operators_leave_the_graph_as_it_was():
+    net = sg.nn.mlp([2, 3, 2], seed=0)
+    X, y = np.ones((4, 2)), np.array([0, 1, 0, 1])
+    before = len(net.graph)
+    for kwargs in ({"batch_size": 0}, {"epochs": "a"}, {"optimizer": sg.nn.SGD(lr="a")}):
+        with pytest.raises(sg.SymgradError):
+            sg.nn.fit(net, X, y, quiet=True, **kwargs)
+        assert len(net.graph) == before
+    with pytest.raises(sg.InputError):
+        sg.nn.fit(net, X, y[:3], quiet=True)
+    assert len(net.graph) == before
+    from symgrad import krylov
+
+    g = sg.Graph()
+    x, W = g.input("x", (3,)), g.variable("W", np.ones((3, 2)))
+    f = sg.sum(sg.tanh(x @ W))
+    before = len(g)
+    with pytest.raises(sg.InputError):
+        krylov.hvp_operator(f, W, {x: np.ones(4)})
+    assert len(g) == before
+    with pytest.raises(ValueError, match="growth"):
+        krylov.conjugate_gradient(np.eye(3), np.ones(3), growth=1.0)

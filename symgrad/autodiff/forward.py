@@ -13,7 +13,7 @@ from ..graph import Tensor
 from ..ops import get_op
 from ..ops.reductions import zeros_like
 from ..ops.structural import broadcast_to
-from .reverse import _as_list, _check
+from .reverse import _as_list, _check, _outputs
 from .stable import stable_twins
 from .sweep import ancestors, dependents
 
@@ -59,7 +59,7 @@ def jvp(outputs, inputs, tangents, disconnected: str = "zero"):
     tns, _ = _as_list(tangents)
     if len(ins) != len(tns):
         raise GraphError(f"jvp: {len(ins)} inputs but {len(tns)} tangents ({user_site()})")
-    graph = outs[0].graph
+    graph = _outputs(outs, "jvp")
     _check(graph, ins, disconnected)
     with graph.transaction():
         seeds, batch = {}, None

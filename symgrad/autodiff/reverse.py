@@ -89,6 +89,17 @@ def _as_list(x) -> tuple[list, bool]:
     return [x], True
 
 
+def _outputs(outs: list, what: str):
+    """The graph of ``outs``, after refusing an empty list and anything but Tensors of one
+    graph (a foreign output would be read by node id in the wrong graph)."""
+    if not outs or not all(isinstance(o, Tensor) for o in outs):
+        raise GraphError(f"{what} needs output Tensors, got {outs!r} ({user_site()})")
+    graph = outs[0].graph
+    if any(o.graph is not graph for o in outs):
+        raise GraphError(f"{what}: the outputs are Tensors of different graphs ({user_site()})")
+    return graph
+
+
 def _finish(
     graph, wrt: list[Tensor], cts: dict[int, Tensor], disconnected: str, batch: tuple = ()
 ) -> list[Tensor]:
@@ -104,6 +115,12 @@ def _finish(
             ct = zeros_like(w) if not batch else broadcast_to(zeros_like(w), batch + w.shape)
         elif ct.dtype != w.dtype:
             from ..ops import cast
+
+            if np.dtype(ct.dtype).kind == "c":  # a cast to real would drop the imaginary part
+                raise DifferentiationError(
+                    f"the derivative in {graph.describe(w.node)} is complex ({ct.dtype}): "
+                    f"symgrad differentiates real functions ({user_site()})"
+                )
 
             ct = cast(ct, w.dtype)
         out.append(ct)
@@ -184,7 +201,7 @@ def vjp(outputs, inputs, cotangents, disconnected: str = "zero"):
     ins, single = _as_list(inputs)
     if len(outs) != len(cots):
         raise GraphError(f"vjp: {len(outs)} outputs but {len(cots)} cotangents ({user_site()})")
-    graph = outs[0].graph
+    graph = _outputs(outs, "vjp")
     _check(graph, ins, disconnected)
     with graph.transaction():
         seeds: dict[Tensor, Tensor] = {}

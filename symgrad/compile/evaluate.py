@@ -39,6 +39,10 @@ def evaluate(outputs, feed: dict | None = None):
     outs = [outputs] if single else list(outputs)
     if not outs:
         return []
+    if not all(isinstance(o, Tensor) for o in outs) or any(
+        o.graph is not outs[0].graph for o in outs
+    ):
+        raise InputError(f"evaluate needs Tensors of one graph, got {outs!r} ({user_site()})")
     graph = outs[0].graph
     fed = feed_nodes(graph, feed)
     where = user_site()

@@ -60,6 +60,8 @@ def conjugate_gradient(
     ``progress_tol`` = eps, by Martens' rule: at iteration i with k = max(10, i/10), stop
     once phi_i < 0 and (phi_i - phi_(i-k)) / phi_i < k eps.
     """
+    if not (isinstance(growth, (int, float)) and growth > 1):  # 1: checkpoints without end
+        raise ValueError(f"growth must be a number > 1, got {growth!r}")
     A = aslinearoperator(A)
     b = np.asarray(b, dtype=np.float64).ravel()
     n = len(b)

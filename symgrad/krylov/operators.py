@@ -146,9 +146,10 @@ def _operator(kind: str, f: Tensor, wrt, feed, outputs=None) -> CurvatureOperato
     # the point: every variable f reads, parameters or not, at its value now
     variables = [graph.tensor(n) for n in ancestors(graph, [f.node])]
     fixed.update({v: v.value.copy() for v in variables if v.op == "variable"})
-    fn = product_function(kind, f, wrt, inputs, outputs)
-    dtype = np.result_type(*[w.dtype for w in wrt])
-    return CurvatureOperator(_staged(fn, fixed), wrt, dtype, kind)
+    with graph.transaction():  # a bad feed found when staging leaves no nodes behind
+        fn = product_function(kind, f, wrt, inputs, outputs)
+        dtype = np.result_type(*[w.dtype for w in wrt])
+        return CurvatureOperator(_staged(fn, fixed), wrt, dtype, kind)
 
 
 def hvp_operator(

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..compile.function import Function, compile
-from ..errors import InputError
+from ..errors import InputError, user_site
 from ..graph import Graph, Tensor
 from .losses import Loss, accuracy, get_loss
 from .optim import Momentum
@@ -123,19 +123,31 @@ def fit(
     """
     loss = get_loss(loss)
     optimizer = Momentum(lr=0.05) if optimizer is None else optimizer
-    t0 = time.perf_counter()
-    problem = supervised_problem(model, X, loss)
-    step = optimizer.make_step(problem)
-    compile_time = time.perf_counter() - t0
-    Xd = np.asarray(X, dtype=problem.inputs[0].dtype)
-    yd = loss.targets(y, problem.outputs)
-    if len(Xd) != len(yd):
-        raise InputError(f"fit: {len(Xd)} examples in X but {len(yd)} targets in y")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise InputError(f"fit: patience must be a positive int or None, got {patience!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise InputError(f"fit: batch_size must be a positive int or None, got {batch_size!r}")
-    check = _validator(problem, loss, validation) if validation is not None else None
+    # (name, value, least): None means "not used" for all but epochs
+    for name, value, least in (
+        ("epochs", epochs, 0),
+        ("patience", patience, 1),
+        ("batch_size", batch_size, 1),
+    ):
+        if (value is not None or name == "epochs") and (
+            not isinstance(value, int) or isinstance(value, bool) or value < least
+        ):
+            raise InputError(
+                f"fit: {name} must be a {'positive' if least else 'non-negative'} int, "
+                f"got {value!r} ({user_site()})"
+            )
+    with model.graph.transaction():  # a bad argument found while compiling leaves no nodes
+        t0 = time.perf_counter()
+        problem = supervised_problem(model, X, loss)
+        step = optimizer.make_step(problem)
+        compile_time = time.perf_counter() - t0
+        Xd = np.asarray(X, dtype=problem.inputs[0].dtype)
+        yd = loss.targets(y, problem.outputs)
+        if len(Xd) != len(yd):
+            raise InputError(
+                f"fit: {len(Xd)} examples in X but {len(yd)} targets in y ({user_site()})"
+            )
+        check = _validator(problem, loss, validation) if validation is not None else None
     history = History(problem=problem, step=step, compile_time=compile_time)
     best, best_values, waited = np.inf, None, 0
     rng = np.random.default_rng(seed)

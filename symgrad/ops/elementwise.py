@@ -267,10 +267,23 @@ def user_elementwise(name: str, fn: Callable[..., sp.Expr]) -> Callable[..., Ten
     ``fn`` takes one SymPy symbol per argument and returns an expression in them. All its
     derivatives come from SymPy.
     """
+    if not isinstance(name, str) or not name or name in OPS:
+        raise GraphError(
+            f"elementwise: the name must be a new non-empty string, got {name!r} ({user_site()})"
+        )
+    if not callable(fn):
+        raise GraphError(f"elementwise {name!r}: the builder must be callable ({user_site()})")
     nargs = len(inspect.signature(fn).parameters)
     expr = fn(*syms(nargs))
-    if not isinstance(expr, sp.Basic):
-        raise GraphError(f"elementwise {name!r}: builder must return a SymPy expression")
+    if not isinstance(expr, sp.Expr):
+        raise GraphError(
+            f"elementwise {name!r}: builder must return a SymPy expression ({user_site()})"
+        )
+    if not expr.free_symbols:  # a kernel computing a number would not have its shape
+        raise GraphError(
+            f"elementwise {name!r}: the builder's expression {expr} reads none of its "
+            f"arguments ({user_site()})"
+        )
     to_source(expr, [f"a{i}" for i in range(nargs)])  # rejects heads with no NumPy form now
     define(name, lambda *xs: expr.xreplace(dict(zip(syms(nargs), xs))), nargs=nargs)
 

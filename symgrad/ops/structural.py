@@ -106,6 +106,10 @@ def transpose(x: Tensor, axes=None) -> Tensor:
         not isinstance(a, (int, np.integer)) or isinstance(a, bool) for a in axes
     ):
         raise ShapeError(f"transpose axes must be ints, got {tuple(axes)!r}")
+    if axes is not None and sorted(int(a) % nd if -nd <= a < nd else a for a in axes) != list(
+        range(nd)
+    ):
+        raise ShapeError(f"transpose axes {tuple(axes)!r} are no permutation of {nd} axes")
     axes = tuple(reversed(range(nd))) if axes is None else tuple(int(a) % nd for a in axes)
     if axes == tuple(range(nd)):
         return x
