@@ -30,8 +30,14 @@ class CheckRecord:
 
 def numeric_grad(f: Tensor, feed: dict, x: Tensor, eps: float = 1e-6) -> np.ndarray:
     """Central-difference gradient of the scalar ``f`` with respect to the fed input ``x``."""
+    if not isinstance(f, Tensor) or f.ndim != 0:
+        raise InputError(f"numeric_grad needs a scalar Tensor, got {f!r} ({user_site()})")
+    if not isinstance(eps, (int, float)) or not eps > 0:
+        raise InputError(f"numeric_grad: eps must be > 0, got {eps!r} ({user_site()})")
     base = {k: np.array(v, copy=True) for k, v in feed.items()}
-    key = next(k for k in base if (k if isinstance(k, Tensor) else f.graph[k]) == x)
+    key = next((k for k in base if (k if isinstance(k, Tensor) else f.graph[k]) == x), None)
+    if key is None or base[key].dtype.kind != "f":  # x + eps of an int array rounds eps away
+        raise InputError(f"numeric_grad: {x!r} must be a fed float input ({user_site()})")
     g = np.zeros_like(base[key])
     flat, gflat = base[key].reshape(-1), g.reshape(-1)
     for i in range(flat.size):

@@ -483,8 +483,9 @@ def atomic(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def op(*args, **kwargs):
         graph = _graph_of(args)
-        if graph is None:
-            return fn(*args, **kwargs)
+        if graph is None:  # every op reads a Tensor: a Python value alone names no graph
+            got = ", ".join(type(a).__name__ for a in args) or "no arguments"
+            raise GraphError(f"{fn.__name__} needs a symgrad Tensor, got {got} ({user_site()})")
         start = graph._next_id
         try:
             return fn(*args, **kwargs)

@@ -430,7 +430,11 @@ def test_bad_reshapes_one_hots_maxouts_and_slices_are_refused_when_built():
         (lambda g, M, x, f: g.input("i", None), sg.ShapeError, "a shape is a tuple"),
         (lambda g, M, x, f: f(x=np.ones(3)), sg.InputError, r"by position.*\['x'\]"),
         (lambda g, M, x, f: sg.tanh("abc"), sg.GraphError, "symgrad Tensor, got str"),
-        (lambda g, M, x, f: sg.concatenate([]), sg.GraphError, "non-empty list of Tensors"),
+        (
+            lambda g, M, x, f: sg.concatenate([]),
+            sg.GraphError,
+            "concatenate needs a symgrad Tensor",
+        ),
         (lambda g, M, x, f: g["nope"], sg.GraphError, r"named 'nope' \(known: 'M', 'x'\)"),
         (lambda g, M, x, f: g.tensor(999), sg.GraphError, "no node 999"),
         (lambda g, M, x, f: sg.sum(M, keepdims="no"), sg.ShapeError, "keepdims must be True"),
@@ -594,3 +598,32 @@ def test_failed_fits_and_operators_leave_the_graph_as_it_was():
     assert len(g) == before
     with pytest.raises(ValueError, match="growth"):
         krylov.conjugate_gradient(np.eye(3), np.ones(3), growth=1.0)
+
+
+def test_a_bounded_slice_of_a_symbolic_dim_is_refused():
+    # n[1:3] has 2 rows at any batch of 3 or more but none at batch 1: its size is not 2
+    g = sg.Graph()
+    n = g.input("n", ("batch", 3))
+    for index in (np.s_[1:3], np.s_[:2], np.s_[1:]):
+        with pytest.raises(sg.ShapeError, match="depends on a symbolic dim"):
+            n[index]
+    assert n[5].shape == (3,) and n[:, 1:3].shape == ("batch", 2) and n[::-1].shape == n.shape
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda: sg.softmax(np.ones(3)), lambda: sg.sum(None), lambda: sg.reshape("a", (1,))],
+    ids=["softmax array", "sum None", "reshape str"],
+)
+def test_an_op_without_a_tensor_names_itself(call):
+    with pytest.raises(sg.GraphError, match=r"(?s)needs a symgrad Tensor, got.*test_errors"):
+        call()
+
+
+def test_numeric_grad_refuses_an_integer_input():
+    g = sg.Graph()
+    x, k = g.input("x", (3,)), g.input("k", (3,), "int64")
+    f = sg.sum(x) + sg.sum(k)
+    with pytest.raises(sg.InputError, match="must be a fed float input"):
+        sg.numeric_grad(f, {x: np.ones(3), k: np.ones(3, int)}, k)
+    np.testing.assert_allclose(sg.numeric_grad(f, {x: np.ones(3), k: np.ones(3, int)}, x), 1.0)

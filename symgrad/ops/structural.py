@@ -313,8 +313,10 @@ def _indexed_shape(x_shape, index_shapes, spec):
     """Result shape of x[spec] (symbolic dims kept where they pass through untouched)."""
     names = sorted({d for s in (x_shape, *index_shapes) for d in s if isinstance(d, str)})
     results = []
-    for base in (53, 71):  # two different sizes for every symbolic dim
-        size = {n: base + 2 * k for k, n in enumerate(names)}
+    # two different sizes for every symbolic dim, then size 1 for all: x[1:3] of a batch has
+    # 2 rows at sizes 53 and 71 but none at 1, so its size depends on the batch after all
+    for base, step in ((53, 2), (71, 2), (1, 0)):
+        size = {n: base + step * k for k, n in enumerate(names)}
 
         def conc(shape, size=size):
             return tuple(size.get(d, d) if isinstance(d, str) else d for d in shape)
@@ -324,13 +326,16 @@ def _indexed_shape(x_shape, index_shapes, spec):
         try:
             results.append((dummy[idx].shape, size))
         except IndexError as e:
+            if step == 0:  # x[5] of a batch needs 6 rows, not 1: nothing to learn here
+                results.append((results[0][0], size))
+                continue
             raise ShapeError(
                 f"index {_index_source(spec, ['i'] * 9)} on {format_shape(x_shape)}: {e}"
             ) from None
-    (sa, size_a), (sb, size_b) = results
+    (sa, size_a), (sb, size_b), (sc, _) = results
     out = []
-    for da, db in zip(sa, sb):
-        if da == db:
+    for da, db, dc in zip(sa, sb, sc):
+        if da == db == dc:
             out.append(da)
             continue
         name = next((n for n in names if size_a[n] == da and size_b[n] == db), None)
