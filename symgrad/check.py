@@ -105,7 +105,8 @@ def check_grads(
     for x in xs:
         if x.dtype != "float64":
             raise InputError(
-                f"check_grads needs float64 inputs, {graph.describe(x.node)} is {x.dtype}"
+                f"check_grads needs float64 inputs, {graph.describe(x.node)} is {x.dtype} "
+                f"({user_site()})"
             )
     rng = np.random.default_rng(seed)
     point = {graph.tensor(n): np.asarray(v) for n, v in fed.items()}
@@ -113,7 +114,9 @@ def check_grads(
         if x not in point and x.op == "variable":
             point[x] = np.array(x.value, copy=True)
         elif x not in point:
-            raise InputError(f"check_grads: no value fed for {graph.describe(x.node)}")
+            raise InputError(
+                f"check_grads: no value fed for {graph.describe(x.node)} ({user_site()})"
+            )
     shape = np.shape(evaluate(f, point))
     h = f if not shape else sum_(f * graph.constant(rng.standard_normal(shape)))
     records: list[CheckRecord] = []

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import networkx as nx
 import numpy as np
 
-from .errors import GraphError, ShapeError, SymgradError, format_shape, user_site
+from .errors import GraphError, InputError, ShapeError, SymgradError, format_shape, user_site
 from .storage import VariableStorage
 
 Dim = int | str
@@ -343,6 +343,13 @@ class Tensor:
             "use sg.where for data-dependent choices"
         )
 
+    def __array__(self, dtype=None, copy=None):
+        # NumPy would otherwise read a Tensor as a sequence of its rows, building a node each
+        raise InputError(
+            f"{self!r} is a symbolic Tensor, not an array: pass its value where an array is "
+            f"expected (compile it, or sg.evaluate it) ({user_site()})"
+        )
+
     def __iter__(self) -> Iterator[Tensor]:
         """The slices along the first axis (which must be concrete)."""
         for i in range(len(self)):
@@ -510,6 +517,11 @@ def _array(value: Any, dtype, what: str, copy: bool = True) -> np.ndarray:
         raise GraphError(f"{what}: the value is a symbolic Tensor, not an array; at {user_site()}")
     try:
         value = np.array(value, dtype=dtype, copy=True) if copy else np.asarray(value, dtype)
+    except InputError:  # Tensor.__array__: symbolic Tensors inside a list
+        raise ShapeError(
+            f"{what}: the value holds symbolic Tensors, which make no array of numbers (an "
+            f"object array); at {user_site()}"
+        ) from None
     except (TypeError, ValueError) as e:
         raise GraphError(f"{what}: cannot make an array of it ({e}); at {user_site()}") from None
     numeric_dtype(value.dtype, what)

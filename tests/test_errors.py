@@ -627,3 +627,33 @@ def test_numeric_grad_refuses_an_integer_input():
     with pytest.raises(sg.InputError, match="must be a fed float input"):
         sg.numeric_grad(f, {x: np.ones(3), k: np.ones(3, int)}, k)
     np.testing.assert_allclose(sg.numeric_grad(f, {x: np.ones(3), k: np.ones(3, int)}, x), 1.0)
+
+
+def test_a_tensor_where_an_array_belongs_builds_no_nodes():
+    # NumPy would read a Tensor as a sequence of rows, a getitem node each
+    g = sg.Graph()
+    x = g.input("x", (3, 2))
+    fn = sg.compile(sg.sum(x), [x])
+    before = len(g)
+    with pytest.raises(sg.InputError, match=r"(?s)symbolic Tensor, not an array.*test_errors"):
+        fn(x)
+    with pytest.raises(sg.InputError, match="symbolic Tensor"):
+        np.asarray(x)
+    assert len(g) == before
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda x: sg.grad(sg.sum(x), x, disconnected="nope"), "disconnected must be"),
+        (lambda x: sg.jacobian(x, x, mode="q"), "jacobian mode must be"),
+        (lambda x: sg.compile(sg.sum(x), [x], rewrites="yes"), "rewrites must be"),
+        (lambda x: sg.compile(sg.sum(x), [x], rewrites={"exclude": ["nope"]}), "unknown rewrite"),
+    ],
+    ids=["disconnected", "jacobian mode", "rewrites", "unknown rewrite"],
+)
+def test_bad_options_name_the_call_site(call, words):
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    with pytest.raises(sg.GraphError, match=rf"(?s){words}.*test_errors"):
+        call(x)

@@ -62,7 +62,9 @@ def jacobian(y: Tensor, x, mode: str = "auto"):
     """
     xs, single = _as_list(x)
     if mode not in ("auto", "fwd", "rev"):
-        raise GraphError(f"jacobian mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
+        raise GraphError(
+            f"jacobian mode must be 'auto', 'fwd' or 'rev', got {mode!r} ({user_site()})"
+        )
     with y.graph.transaction():
         out = _jacobians(y, xs, mode)
     return out[0] if single else out

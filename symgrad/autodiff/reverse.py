@@ -129,7 +129,9 @@ def _finish(
 
 def _check(graph, wrt, disconnected):
     if disconnected not in ("zero", "raise"):
-        raise GraphError(f"disconnected must be 'zero' or 'raise', got {disconnected!r}")
+        raise GraphError(
+            f"disconnected must be 'zero' or 'raise', got {disconnected!r} ({user_site()})"
+        )
     for w in wrt:
         if not isinstance(w, Tensor) or w.graph is not graph:
             raise GraphError(f"wrt {w!r} is not a Tensor of the output's graph ({user_site()})")

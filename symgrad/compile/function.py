@@ -58,7 +58,8 @@ class Function:
             if value.shape != var.shape or value.dtype != var.dtype:
                 raise ShapeError(
                     f"update of {graph.describe(var.node)} with {graph.describe(value.node)}: "
-                    f"shape/dtype {value.shape} {value.dtype} must equal {var.shape} {var.dtype}"
+                    f"shape/dtype {value.shape} {value.dtype} must equal {var.shape} {var.dtype} "
+                    f"({user_site()})"
                 )
         self.outputs, self.inputs, self.updates = outs, inputs, pairs
         # updated variables are needed even when nothing reads them (they are written)

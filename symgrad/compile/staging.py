@@ -44,7 +44,8 @@ def specialize(fn, fixed: dict):
             raise InputError(f"specialize: {key!r} is not an input or variable ({user_site()})")
         if t.op == "input" and t not in fn.inputs:
             raise InputError(
-                f"specialize: {fn.graph.describe(t.node)} is not an input of this function"
+                f"specialize: {fn.graph.describe(t.node)} is not an input of this function "
+                f"({user_site()})"
             )
         if t.node in updated:
             raise InputError(

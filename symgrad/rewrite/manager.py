@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from ..errors import GraphError, RewriteError
+from ..errors import GraphError, RewriteError, user_site
 from ..graph import LEAF_OPS, Graph, Tensor, freeze
 from ..ops import OPS
 from ..ops.elementwise import _frozen, _named_expression
@@ -97,11 +97,13 @@ def enabled_rewrites(option) -> frozenset[str]:
         unknown = [n for n in excluded if n not in REWRITES]
         if unknown:
             raise GraphError(
-                f"unknown rewrite {unknown[0]!r} in rewrites={option!r}; "
+                f"unknown rewrite {unknown[0]!r} in rewrites={option!r} ({user_site()}); "
                 f"known: {', '.join(sorted(REWRITES))}"
             )
         return frozenset(REWRITES) - set(excluded)
-    raise GraphError(f"rewrites must be True, False or {{'exclude': [names]}}, got {option!r}")
+    raise GraphError(
+        f"rewrites must be True, False or {{'exclude': [names]}}, got {option!r} ({user_site()})"
+    )
 
 
 def _key_of_op(name: str):
