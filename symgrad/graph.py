@@ -176,6 +176,13 @@ class Graph:
             shape, dtype = spec.infer(types, attrs)
         except SymgradError as e:
             raise type(e)(f"{e}\n  in {self._describe_call(op, arg_ids)}") from None
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
+            # attributes missing (a malformed node) or of the wrong kind, or a dtype NumPy has
+            # no such op for
+            raise (GraphError if isinstance(e, KeyError) else ShapeError)(
+                f"{op} with attributes {attrs!r} does not apply to these arguments "
+                f"({type(e).__name__}: {e})\n  in {self._describe_call(op, arg_ids)}"
+            ) from None
         n = self._add_node(op, attrs, tuple(shape), _dtype_name(dtype), arg_ids, None)
         self._cons[key] = n
         return Tensor(self, n)
@@ -522,7 +529,7 @@ def _array(value: Any, dtype, what: str, copy: bool = True) -> np.ndarray:
             f"{what}: the value holds symbolic Tensors, which make no array of numbers (an "
             f"object array); at {user_site()}"
         ) from None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise GraphError(f"{what}: cannot make an array of it ({e}); at {user_site()}") from None
     numeric_dtype(value.dtype, what)
     return value

@@ -657,3 +657,22 @@ def test_bad_options_name_the_call_site(call, words):
     x = g.input("x", (3,))
     with pytest.raises(sg.GraphError, match=rf"(?s){words}.*test_errors"):
         call(x)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda g, x, b: g.apply("sum", [x]), sg.GraphError, r"sum with attributes \{\}.*'axis'"),
+        (lambda g, x, b: -b, sg.ShapeError, "neg with attributes.*boolean negative"),
+        (lambda g, x, b: sg.add(x, 10**400), sg.ShapeError, "does not fit in float64"),
+        (lambda g, x, b: sg.transpose(x, 1), sg.ShapeError, "a tuple of ints, got 1"),
+    ],
+    ids=["missing attrs", "bool negative", "huge int", "int axes"],
+)
+def test_raw_python_errors_become_symgrad_errors(call, error, words):
+    g = sg.Graph()
+    x, b = g.input("x", (2, 3)), g.input("b", (3,), "bool")
+    before = len(g)
+    with pytest.raises(error, match=rf"(?s){words}"):
+        call(g, x, b)
+    assert len(g) == before

@@ -247,7 +247,11 @@ def lift(*args) -> list[Tensor]:
         if isinstance(a, Tensor):
             out.append(a)
         elif isinstance(a, (bool, int, float)):
-            out.append(graph.constant(np.array(a, dtype=np.result_type(like, a))))
+            try:
+                value = np.array(a, dtype=np.result_type(like, a))
+            except OverflowError:
+                raise ShapeError(f"{a!r} does not fit in {like} or any NumPy number") from None
+            out.append(graph.constant(value))
         else:
             try:
                 out.append(graph.constant(np.asarray(a)))

@@ -102,6 +102,8 @@ register(
 def transpose(x: Tensor, axes=None) -> Tensor:
     """Permute axes (default: reverse them). ``x.T`` is ``transpose(x)``."""
     nd = x.ndim
+    if axes is not None and not isinstance(axes, (tuple, list)):
+        raise ShapeError(f"transpose axes must be a tuple of ints, got {axes!r}")
     if axes is not None and any(
         not isinstance(a, (int, np.integer)) or isinstance(a, bool) for a in axes
     ):
