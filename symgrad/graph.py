@@ -215,7 +215,7 @@ class Graph:
         return ArgType(d["shape"], d["dtype"])
 
     def tensor(self, n: int) -> Tensor:
-        if n not in self.nx:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n not in self.nx:
             raise GraphError(f"no node {n!r} in this graph of {len(self)} nodes ({user_site()})")
         return Tensor(self, n)
 

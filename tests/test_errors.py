@@ -676,3 +676,19 @@ def test_raw_python_errors_become_symgrad_errors(call, error, words):
     with pytest.raises(error, match=rf"(?s){words}"):
         call(g, x, b)
     assert len(g) == before
+
+
+def test_sizes_steps_and_node_ids_of_the_wrong_kind():
+    g = sg.Graph()
+    g.input("x", (3,))
+    with pytest.raises(sg.GraphError, match="no node 0.0"):
+        g.tensor(0.0)
+    with pytest.raises(sg.GraphError, match=r"(?s)positive int sizes.*test_errors"):
+        sg.nn.mlp([3, 0])
+    with pytest.raises(sg.GraphError, match="unknown activation 'relux'"):
+        sg.nn.mlp([3, 2], "relux")
+    from symgrad import krylov
+
+    for k in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="k must be a positive int"):
+            krylov.lanczos(np.eye(3), k)

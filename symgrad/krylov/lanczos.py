@@ -66,6 +66,8 @@ def lanczos(
     off-diagonal entry there): a Krylov space holds one direction of each eigenvalue, so a
     repeated eigenvalue shows its multiplicity only across restarts.
     """
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"lanczos: k must be a positive int, got {k!r}")
     A: LinearOperator = aslinearoperator(op)
     n = A.shape[0]
     rng = np.random.default_rng(seed)

@@ -56,7 +56,9 @@ def get_activation(activation: str | Activation | None) -> Activation:
         return ACTIVATIONS[activation]
     except KeyError:
         known = sorted(ACTIVATIONS)
-        raise ValueError(f"unknown activation {activation!r}; known: {known}") from None
+        raise GraphError(
+            f"unknown activation {activation!r}; known: {known} ({user_site()})"
+        ) from None
 
 
 class Dense:
@@ -151,8 +153,13 @@ def mlp(
     otherwise) drawn from ``numpy.random.default_rng(seed)``; biases start at zero. Variables
     are named ``{name}{i}.W`` and ``{name}{i}.b`` in ``graph`` (a new Graph by default).
     """
-    if len(sizes) < 2:
-        raise ValueError(f"mlp needs at least an input and an output size, got {sizes}")
+    if len(sizes) < 2 or not all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in sizes
+    ):
+        raise GraphError(
+            f"mlp needs positive int sizes, an input and an output at least, got {sizes!r} "
+            f"({user_site()})"
+        )
     get_activation(activation)  # a misspelt name fails here even for a single layer
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     graph = Graph() if graph is None else graph
