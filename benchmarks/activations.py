@@ -18,9 +18,7 @@ import sys
 
 import numpy as np
 from _common import blas_threads, compare, markdown_table, symgrad_origin
-from mlp_step import LR, Config, check_same_step, initial_state
-
-import symgrad as sg
+from mlp_step import LR, Config, check_same_step, initial_state, make_symgrad_step
 
 
 # activation name -> (NumPy forward h(z), NumPy derivative dh/dz from (h, z))
@@ -73,28 +71,13 @@ def make_numpy_step(params: list[np.ndarray], activation: str):
     return step
 
 
-def make_symgrad_step(params: list[np.ndarray], cfg: Config, dtype: str, activation: str):
-    g = sg.Graph()
-    X = g.input("X", ("batch", cfg.sizes[0]), dtype=dtype)
-    y = g.input("y", ("batch",), dtype="int64")
-    variables = [g.variable(f"{'Wb'[i % 2]}{i // 2}", p) for i, p in enumerate(params)]
-    h = X
-    n_layers = len(variables) // 2
-    for i in range(n_layers):
-        h = h @ variables[2 * i] + variables[2 * i + 1]
-        if i < n_layers - 1:
-            h = getattr(sg, activation)(h)
-    loss = sg.cross_entropy(h, y).mean()
-    grads = sg.grad(loss, variables)
-    updates = {p: p - LR * gp for p, gp in zip(variables, grads)}
-    return sg.compile(loss, inputs=[X, y], updates=updates), variables
-
-
 def run(cfg: Config, dtype: str, activation: str, repeats: int) -> list[str]:
     start, X, labels = initial_state(cfg, dtype)
     params_np = [p.copy() for p in start]
     step_np = make_numpy_step(params_np, activation)
-    fn, variables = make_symgrad_step([p.copy() for p in start], cfg, dtype, activation)
+    fn, variables, _ = make_symgrad_step(
+        [p.copy() for p in start], cfg, dtype, activation=activation
+    )
     loss_np, loss = step_np(X, labels), fn(X, labels)
     got = [v.value for v in variables]
     check_same_step(loss_np, loss, params_np, got, start, dtype, f"{activation} {cfg}")

@@ -184,8 +184,11 @@ def numpy_step(start, X, labels) -> Step:
 # ---- the symgrad step --------------------------------------------------------------------
 
 
-def make_symgrad_step(params: list[np.ndarray], cfg: Config, dtype: str, lr: float = LR):
-    """(compiled step, variables, build+grad+compile seconds) for the same network."""
+def make_symgrad_step(
+    params: list[np.ndarray], cfg: Config, dtype: str, lr: float = LR, activation: str = "relu"
+):
+    """(compiled step, variables, build+grad+compile seconds) for the same network (hidden
+    layers of ``activation``, any sg.<name>)."""
     t0 = time.perf_counter()
     g = sg.Graph()
     X = g.input("X", ("batch", cfg.sizes[0]), dtype=dtype)
@@ -196,7 +199,7 @@ def make_symgrad_step(params: list[np.ndarray], cfg: Config, dtype: str, lr: flo
     for i in range(n_layers):
         h = h @ variables[2 * i] + variables[2 * i + 1]
         if i < n_layers - 1:
-            h = sg.relu(h)
+            h = getattr(sg, activation)(h)
     loss = sg.cross_entropy(h, y).mean()
     grads = sg.grad(loss, variables)
     step = sg.compile(

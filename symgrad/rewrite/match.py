@@ -95,7 +95,7 @@ def unary(rw: Rewriter, n: int, head) -> int | None:
     return None
 
 
-def _arguments_first(rw: Rewriter, n: int, opened: set[int]) -> list[int]:
+def arguments_first(rw: Rewriter, n: int, opened) -> list[int]:
     """The ``opened`` nodes below ``n`` (and n), each after its arguments. (Ranks are no such
     order once a node was replaced by an existing newer one.)"""
     order: list[int] = []
@@ -131,7 +131,7 @@ def view(rw: Rewriter, n: int, depth: int = 1, evaluate: bool = True) -> tuple[s
             if a not in opened and rw.is_elementwise(a) and rw.dtype(a) == dtype
         ]
         opened.update(frontier)
-    order = _arguments_first(rw, n, opened)
+    order = arguments_first(rw, n, opened)
     if piecewise_in_condition(rw, order):
         opened, order = {n}, [n]
     leaves: list[int] = []

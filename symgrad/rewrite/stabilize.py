@@ -18,6 +18,7 @@ from .match import (
     PRODUCT,
     QUOTIENT,
     X0,
+    arguments_first,
     fit,
     full,
     piecewise_in_condition,
@@ -472,17 +473,7 @@ def _elementwise_cone(rw: Rewriter, n: int) -> list[int]:
             if rw.is_elementwise(a) and rw.dtype(a) == rw.dtype(n):
                 depth[a] = depth[m] + 1
                 stack.append(a)
-    order: list[int] = []
-    seen = {n}
-
-    def visit(m: int) -> None:
-        for a in rw.args(m):
-            if a in depth and a not in seen:
-                seen.add(a)
-                visit(a)
-        order.append(m)
-
-    visit(n)
+    order = arguments_first(rw, n, depth)
     dividing = {m for m in order if _divides(rw.expr(m))}
     divisors = {a for m in dividing for a in rw.args(m) if a in depth}
     # the dividing nodes, those reading a divisor (its factors), and all between them and n
