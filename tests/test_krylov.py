@@ -461,3 +461,18 @@ def test_an_operator_on_some_parameters_keeps_the_others_where_they_were():
 def test_top_eigenvalues_refuses_a_k_that_is_no_int():
     with pytest.raises(ValueError, match="k = 2.5"):
         krylov.top_eigenvalues(np.eye(4), 2.5)
+
+
+def test_operator_argument_errors_name_the_call_site():
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    f = sg.sum(sg.tanh(x))
+    cases = [
+        (lambda: krylov.hvp_operator(f, x, {x: np.ones(3)}, mode="q"), "hvp mode"),
+        (lambda: krylov.hvp_operator(sg.tanh(x), x, {x: np.ones(3)}), "non-scalar"),
+        (lambda: krylov.hvp_operator(f, x, {}), "feed a value"),
+        (lambda: krylov.hvp_operator(f, sg.tanh(x), {x: np.ones(3)}), "inputs or variables"),
+    ]
+    for call, words in cases:
+        with pytest.raises(sg.SymgradError, match=rf"(?s){words}.*test_krylov"):
+            call()

@@ -20,7 +20,7 @@ from ..autodiff.forward import jvp
 from ..autodiff.reverse import vjp
 from ..autodiff.sweep import ancestors
 from ..compile.function import Function, compile
-from ..errors import GraphError, InputError
+from ..errors import GraphError, InputError, user_site
 from ..graph import Tensor
 from ..nn.problem import fresh_name
 from ..ops import concatenate, reshape
@@ -87,7 +87,9 @@ def _hessian_products(mode: str):
 def _gauss_newton_products(f, wrt, vs, outputs):
     """G v = J^T H_L J v, J = d outputs / d params, H_L = Hessian of f in the outputs."""
     if outputs is None:
-        raise GraphError("Gauss-Newton products need the model's outputs (outputs=...)")
+        raise GraphError(
+            f"Gauss-Newton products need the model's outputs (outputs=...) ({user_site()})"
+        )
     Jv = jvp(outputs, wrt, vs)
     return vjp(outputs, wrt, hvp(f, outputs, Jv))
 
@@ -132,15 +134,21 @@ def _operator(kind: str, f: Tensor, wrt, feed, outputs=None) -> CurvatureOperato
     wrt = [wrt] if isinstance(wrt, Tensor) else list(wrt)
     graph = f.graph
     if f.ndim != 0:
-        raise GraphError(f"curvature of a non-scalar {graph.describe(f.node)}")
+        raise GraphError(f"curvature of a non-scalar {graph.describe(f.node)} ({user_site()})")
     fed = {(graph[k] if isinstance(k, str) else k): v for k, v in (feed or {}).items()}
     for w in wrt:
         if w.op == "input" and w not in fed:
-            raise InputError(f"the point: feed a value for {graph.describe(w.node)}")
+            raise InputError(
+                f"the point: feed a value for {graph.describe(w.node)} ({user_site()})"
+            )
         if w.op not in ("input", "variable"):
-            raise GraphError(f"differentiate with respect to inputs or variables, not {w!r}")
+            raise GraphError(
+                f"differentiate with respect to inputs or variables, not {w!r} ({user_site()})"
+            )
     if not wrt:
-        raise GraphError("a curvature operator needs at least one parameter in wrt")
+        raise GraphError(
+            f"a curvature operator needs at least one parameter in wrt ({user_site()})"
+        )
     inputs = sorted(fed, key=lambda t: t.node)
     fixed = {x: np.array(fed[x], dtype=x.dtype, copy=True) for x in inputs}
     # the point: every variable f reads, parameters or not, at its value now
@@ -165,7 +173,7 @@ def hvp_operator(
     """
     kinds = {"fwd-rev": "hessian", "rev-rev": "hessian-rev-rev"}
     if mode not in kinds:
-        raise GraphError(f"hvp mode must be 'fwd-rev' or 'rev-rev', got {mode!r}")
+        raise GraphError(f"hvp mode must be 'fwd-rev' or 'rev-rev', got {mode!r} ({user_site()})")
     return _operator(kinds[mode], f, wrt, feed)
 
 
