@@ -112,15 +112,13 @@ class Graph:
 
     def variable(self, name: str, value: Any, dtype: str | None = None) -> Tensor:
         """A value held by the graph between calls and updatable by a compiled Function."""
-        with self.transaction():  # NumPy may index a Tensor found in value before failing
-            value = _array(value, dtype, f"variable {name!r}", copy=False)
+        value = _array(value, dtype, f"variable {name!r}", copy=False)
         value = self._storage.place(value)  # a copy, next to the variable made before it
         return self._leaf("variable", name, value.shape, value.dtype.name, {"value": value})
 
     def constant(self, value: Any, dtype: str | None = None, name: str | None = None) -> Tensor:
         """A fixed value. Equal constants are one node."""
-        with self.transaction():  # NumPy may index a Tensor found in value before failing
-            value = _array(value, dtype, "constant" if name is None else f"constant {name!r}")
+        value = _array(value, dtype, "constant" if name is None else f"constant {name!r}")
         value.flags.writeable = False
         attrs = {"value": value}
         key = ("constant", freeze(attrs))

@@ -448,7 +448,7 @@ def _near_division(rw: Rewriter, n: int, depth: int) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _divisor_args(expr: sp.Expr) -> frozenset[int]:
     """The arguments x_i that ``expr`` divides by."""
-    return frozenset(index_of(s) for d in denominators(expr) for s in d.free_symbols)
+    return frozenset(index_of(s) for s in _divisors(expr))
 
 
 @functools.lru_cache(maxsize=4096)
