@@ -299,20 +299,24 @@ def test_a_matmul_computed_at_its_bias_add_reads_the_weight_before_its_update():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_bias_rows_added_by_gemm_match_the_evaluator(dtype, monkeypatch):
     # a variable bias (its row view made once, following its SGD updates), an input bias in
-    # a fused relu(Z + c) chain and a (1, n) row bias; alternating batch sizes
+    # a fused relu(Z + c) chain and a (1, n) row bias, each added to a product (gemm adds the
+    # product to the bias) and to a reduction (gemm adds ones @ bias); alternating batch sizes
     g = sg.Graph()
     X = g.input("X", ("batch", 40), dtype)
     V, U = g.input("V", (40, 180), dtype), g.input("U", (40, 180), dtype)
     c, r = g.input("c", (180,), dtype), g.input("r", (1, 180), dtype)
+    T = g.input("T", ("batch", 3, 180), dtype)
     b = g.variable("b", rng.standard_normal(180).astype(dtype))  # not after W: no [W; b]
     W = g.variable("W", (rng.standard_normal((40, 180)) / 7).astype(dtype))
     loss = sg.sum(sg.tanh(X @ W + b) ** 2) + sg.sum(sg.relu(X @ V + c) * 0.5)
     loss = loss + sg.sum(sg.tanh(X @ U + r))
+    loss = loss + sg.sum(sg.tanh(T.sum(1) + b) ** 2) + sg.sum(sg.relu(T.max(1) + c) * 0.5)
+    loss = loss + sg.sum(sg.tanh(T.min(1) + r))
     gW, gb = sg.grad(loss, [W, b])
-    inputs = [X, V, U, c, r]
+    inputs = [X, V, U, c, r, T]
     feeds = [
         [rng.standard_normal(s).astype(dtype) for s in ((n, 40), (40, 180), (40, 180))]
-        + [rng.standard_normal(s).astype(dtype) for s in ((180,), (1, 180))]
+        + [rng.standard_normal(s).astype(dtype) for s in ((180,), (1, 180), (n, 3, 180))]
         for n in (200, 190, 200)  # (batch, 180) sums of at least 32K elements
     ]
     start = W.value.copy(), b.value.copy()
@@ -326,8 +330,17 @@ def test_bias_rows_added_by_gemm_match_the_evaluator(dtype, monkeypatch):
         sources[use_gemm] = step.source
         monkeypatch.undo()
     rows = r"gemm\d+\(z\d+, (view\d+|a3\.reshape\(1, -1\)|a4)\)"
-    assert [m.group(1)[:4] for m in re.finditer(rows, sources[True])] == ["view", "a3.r", "a4"]
+    assert sorted(m.group(1)[:4] for m in re.finditer(rows, sources[True])) == [
+        "a3.r",
+        "a4",
+        "view",
+    ]
     assert sources[True].count("reshape") == 1
+    biased = r"np\.copyto\(s\d+, (w\d+|a3|a4)\); gemm\d+\(a0, (w\d+|a1|a2)\)"
+    found = [
+        re.sub(r"w\d+", "w", m.group(1) + m.group(2)) for m in re.finditer(biased, sources[True])
+    ]
+    assert sorted(found) == ["a3a1", "a4a2", "ww"]  # the bias copied, gemm adding X @ weight
     assert "gemm" not in sources[False]
     tol = 1e-11 if dtype == "float64" else 2e-4
     W.value[...], b.value[...] = start

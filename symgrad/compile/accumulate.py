@@ -5,10 +5,11 @@ computing it: no buffer for the product and no second pass to add it. Two plans 
   by nothing but the update, is one gemm into ``W``, run where the product is scheduled, so
   nothing after it may read the variable; a weight used twice, ``W + c * (A @ B + C @ D)``,
   takes two. Small variables are left to the packed updates, which save calls instead.
-- **Row broadcasts.** ``Z + b`` with ``b`` one row broadcast over ``Z``'s rows (a bias) and
-  ``Z``'s array reused for the sum adds the outer product of a column of ones with ``b`` by
-  gemm: NumPy's broadcast add runs 1.1-1.3x slower and allocates an iterator buffer of 8,192
-  elements on every call.
+- **Row broadcasts.** ``Z + b`` with ``b`` one row broadcast over ``Z``'s rows (a bias): where
+  ``Z`` is a product read by nothing else, the sum's array is filled with ``b`` and gemm adds
+  the product there (a copy instead of a pass adding ``b``); else, with ``Z``'s array reused
+  for the sum, gemm adds the outer product of a column of ones with ``b``. NumPy's broadcast
+  add runs 1.1-1.3x slower and allocates an iterator buffer of 8,192 elements on every call.
 - **Summed products.** ``A @ B + C @ D`` (or a fused chain starting with that sum, as in a
   Hessian-vector product's ``R{h} @ W + h @ V``) is one matmul into the sum's array and one
   gemm adding the other product there. The sum's statement computes both products, so their
@@ -40,7 +41,7 @@ def plan_accumulate(
     taken = set(layout.slots) | set(layout.statements) | layout.skip | set(folded)
     _summed_products(graph, order, position, in_place, escaping, dims, layout, taken)
     _into_variables(graph, order, position, in_place, escaping, layout, taken)
-    _row_broadcasts(graph, order, in_place, escaping, dims, layout, taken)
+    _row_broadcasts(graph, order, position, in_place, escaping, dims, layout, taken)
 
 
 # ---- into variables -------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def _summed_statement(graph, n: int, p: int, q: int, rest):
 
 
 # ---- row broadcasts -------------------------------------------------------------------------
-def _row_broadcasts(graph, order, in_place, escaping, dims, layout, taken) -> None:
+def _row_broadcasts(graph, order, position, in_place, escaping, dims, layout, taken) -> None:
     nodes = graph.nx.nodes
     for n in order:
         data = nodes[n]
@@ -199,8 +200,35 @@ def _row_broadcasts(graph, order, in_place, escaping, dims, layout, taken) -> No
             continue
         if not blas.available(data["dtype"]) or np.prod(resolve(shape, dims)) < MIN_SIZE:
             continue
+        if _lone_product(graph, z, n, escaping, taken) and not any(
+            m in in_place for m in order[position[z] : position[n]]
+        ):  # the product computed by the sum's statement, added to the bias it starts from
+            layout.statements[n] = _biased_product_statement(graph, n, z, b, rest)
+            layout.skip.add(z)
+            layout.reads[n] = graph.args(z)
+            taken |= {n, z}
+            continue
         layout.statements[n] = _row_broadcast_statement(graph, n, z, b, rest)
         taken.add(n)
+
+
+def _biased_product_statement(graph, n: int, z: int, b: int, rest):
+    """``out = b`` (broadcast over the rows), then ``out += A @ B`` by gemm as BLAS computes
+    the product, then the rest of the chain: the bias costs one copy, not a pass of its own."""
+
+    def statement(ctx, names: dict, out: str, buffered: bool) -> str:
+        a, w = (names[x] for x in graph.args(z))
+        acc = blas.accumulator(ctx.namespace[out], 1.0) if buffered else None
+        if acc is None:  # a fresh array every call: the product, then NumPy's add
+            first = f"np.dot({a}, {w}, {out})" if buffered else f"{out} = np.dot({a}, {w})"
+            src = f"{first}; np.add({out}, {names[b]}, out={out})"
+        else:
+            _fix_known(ctx, acc, a, w)
+            src = f"np.copyto({out}, {names[b]}); {ctx.const(acc, 'gemm')}({a}, {w})"
+        args = [names[x] for x in graph.args(n)]
+        return f"{src}; {emit_steps(ctx, out, rest, args)}" if rest else src
+
+    return statement
 
 
 def _row_broadcast_statement(graph, n: int, z: int, b: int, rest):
