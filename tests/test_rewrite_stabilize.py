@@ -61,6 +61,18 @@ CASES = {
         lambda x: x,
         lambda x, w: w,
     ),
+    "logaddexp": (
+        lambda x: sg.log(sg.exp(x) + sg.exp(x * 0.5)),
+        np.array([1000.0, -1000.0, 1e-300, 2.5]),
+        lambda x: np.logaddexp(x, x / 2),
+        lambda x, w: w * (sigmoid(x / 2) + sigmoid(-x / 2) / 2),
+    ),
+    "log_scaled_softmax": (
+        lambda x: sg.log(sg.softmax(x) * 2.0),
+        np.array([[1000.0, -1000.0, 0.0], [1e-300, 3.0, -2.0]]),
+        lambda x: np.log(2.0) + log_softmax(x),
+        lambda x, w: w - np.exp(log_softmax(x)) * w.sum(-1, keepdims=True),
+    ),
     "exp_log": (
         lambda x: sg.exp(sg.log(x * x)),
         np.array([1e-300, -1e-300, 3.0]),
@@ -272,3 +284,34 @@ def test_a_hand_written_sigmoid_whose_one_is_subtracted():
     zv = np.array([-800.0, 0.0, 800.0])
     np.testing.assert_allclose(fn(zv), sigmoid(zv), rtol=1e-15, atol=1e-300)
     assert fn.rewrite_log["sigmoid"] == 1
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logaddexp_of_two_broadcast_inputs_and_its_hessian(dtype):
+    # log(exp(a) + exp(b)) over a (3, 1) x (1, 4) grid; d/da = sigmoid(a - b), and the second
+    # derivatives are sigmoid(a - b) sigmoid(b - a) with signs: all finite at +-1000
+    g = sg.Graph()
+    a, b = g.input("a", (3, 1), dtype), g.input("b", (1, 4), dtype)
+    loss = sg.sum(sg.log(sg.exp(a) + sg.exp(b)))
+    da, db = sg.grad(loss, [a, b])
+    va, vb = g.input("va", (3, 1), dtype), g.input("vb", (1, 4), dtype)
+    ha, hb = sg.hvp(loss, [a, b], [va, vb])
+    fn = sg.compile([loss, da, db, ha, hb], [a, b, va, vb])
+    av = np.array([[1000.0], [-1000.0], [0.5]], dtype)
+    bv = np.array([[999.0, -1000.0, 0.0, 80.0]], dtype)
+    wa, wb = np.array([[1.0], [-2.0], [0.5]], dtype), np.array([[0.3, 1.0, -1.0, 2.0]], dtype)
+    got = fn(av, bv, wa, wb)
+    assert fn.rewrite_log["logaddexp"] >= 1
+    a64, b64 = av.astype(np.float64), bv.astype(np.float64)
+    s, c = sigmoid(a64 - b64), sigmoid(a64 - b64) * sigmoid(b64 - a64)  # (3, 4)
+    want = [
+        np.logaddexp(a64, b64).sum(),
+        s.sum(1, keepdims=True),
+        (1 - s).sum(0, keepdims=True),
+        (c * (wa - wb)).sum(1, keepdims=True),
+        (c * (wb - wa)).sum(0, keepdims=True),
+    ]
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for x, w in zip(got, want):
+        assert np.all(np.isfinite(x))
+        np.testing.assert_allclose(x, w, rtol=tol, atol=tol * 10)

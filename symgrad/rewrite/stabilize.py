@@ -18,6 +18,7 @@ from .match import (
     PRODUCT,
     QUOTIENT,
     X0,
+    X1,
     arguments_first,
     fit,
     full,
@@ -84,6 +85,29 @@ def log_exp(rw: Rewriter, n: int):
     """log(exp(x)) -> x."""
     x = unary(rw, rw.args(n)[0], sp.exp)
     return None if x is None else fit(rw, x, n)
+
+
+@rewrite("logaddexp", "stabilize", "log")
+def logaddexp(rw: Rewriter, n: int):
+    """log(exp(a) + exp(b)) -> a + softplus(b - a)."""
+    e, leaves = view(rw, rw.args(n)[0], 1)
+    if e != sp.exp(X0) + sp.exp(X1):
+        return None
+    a, b = (rw.t(x) for x in leaves)
+    return fit(rw, a + ops.softplus(b - a), n)
+
+
+@rewrite("log_scaled_softmax", "stabilize", "log")
+def log_scaled_softmax(rw: Rewriter, n: int):
+    """log(c * softmax(x)) -> log(c) + log_softmax(x), for a number c > 0."""
+    e, leaves = view(rw, rw.args(n)[0], 1)
+    if len(leaves) != 1 or rw.op(leaves[0]) != "softmax":
+        return None
+    c = e / X0
+    if not c.is_Number or c <= 0 or c == 1:
+        return None
+    s = leaves[0]
+    return fit(rw, ops.log_softmax(rw.t(rw.args(s)[0]), rw.attrs(s)["axis"]) + float(sp.log(c)), n)
 
 
 @rewrite("exp_log", "stabilize", "exp")
