@@ -345,7 +345,7 @@ class Tensor:
     def __bool__(self) -> bool:
         raise SymgradError(
             f"the truth value of symbolic {self!r} is unknown until it is evaluated; "
-            "use sg.where for data-dependent choices"
+            f"use sg.where for data-dependent choices ({user_site()})"
         )
 
     def __array__(self, dtype=None, copy=None):
@@ -362,9 +362,11 @@ class Tensor:
 
     def __len__(self) -> int:
         if not self.shape:
-            raise ShapeError(f"len() of a 0-d tensor {self!r}")
+            raise ShapeError(f"len() of a 0-d tensor {self!r} ({user_site()})")
         if isinstance(self.shape[0], str):
-            raise ShapeError(f"len() of {self!r}: its first dim is symbolic")
+            raise ShapeError(
+                f"len() of {self!r}: its first dim {self.shape[0]!r} is symbolic ({user_site()})"
+            )
         return self.shape[0]
 
     # ---- operators (definitions live in symgrad.ops) ---------------------------------

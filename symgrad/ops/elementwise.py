@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -59,6 +60,24 @@ def _adds_pole(on_out: sp.Expr, d: sp.Expr, expr: sp.Expr, nargs: int) -> bool:
     return not sp.denom(sp.cancel(sp.denom(d) / back)).is_number
 
 
+@functools.lru_cache(maxsize=4096)
+def beyond_float64(expr: sp.Expr) -> sp.Expr | None:
+    """A constant of ``expr`` that float64 cannot hold (inf, nan, 1e400, 10**400), or None."""
+    for c in expr.atoms(sp.Number, sp.NumberSymbol, type(sp.zoo)):
+        try:
+            value = float(c)
+        except (OverflowError, TypeError):
+            return c
+        if not math.isfinite(value):
+            return c
+    return None
+
+
+def _short(c: sp.Expr) -> str:
+    """The constant ``c`` for an error message (1e400 in 3 digits, not 401)."""
+    return str(sp.N(c, 3)) if c.is_Number else str(c)
+
+
 def expression(node: Tensor) -> sp.Expr:
     """The SymPy expression of an elementwise node over x0..x{n-1}."""
     nargs = len(node.graph.args(node.node))
@@ -96,6 +115,12 @@ def partial(node: Tensor, i: int):
     """d node / d (argument i), as a Tensor (or a number when constant)."""
     args = node.args
     d = derivative(expression(node), i, len(args))
+    bad = beyond_float64(d)
+    if bad is not None:  # 1e308 * x**10 has the derivative 1e309 * x**9
+        raise DifferentiationError(
+            f"the derivative of {node.graph.describe(node.node)} in its argument {i} has the "
+            f"constant {_short(bad)}, which is no finite float64 ({user_site()})"
+        )
     return build(d, args + [node], node)
 
 
@@ -277,18 +302,39 @@ def user_elementwise(name: str, fn: Callable[..., sp.Expr]) -> Callable[..., Ten
         )
     if not callable(fn):
         raise GraphError(f"elementwise {name!r}: the builder must be callable ({user_site()})")
-    nargs = len(inspect.signature(fn).parameters)
-    expr = fn(*syms(nargs))
+    try:
+        nargs = len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        raise GraphError(
+            f"elementwise {name!r}: cannot read the builder's arguments from its signature; "
+            f"pass a function or lambda of one SymPy symbol per argument ({user_site()})"
+        ) from None
+    try:
+        expr = fn(*syms(nargs))
+    except Exception as e:
+        raise GraphError(
+            f"elementwise {name!r}: the builder raised {type(e).__name__}: {e} when called "
+            f"with the SymPy symbols {', '.join(map(str, syms(nargs)))} ({user_site()})"
+        ) from e
     if not isinstance(expr, sp.Expr):
         raise GraphError(
             f"elementwise {name!r}: builder must return a SymPy expression ({user_site()})"
+        )
+    bad = beyond_float64(expr)
+    if bad is not None:  # NumPy would compute with inf or nan, the source would say inf
+        raise GraphError(
+            f"elementwise {name!r}: the builder's expression has the constant {_short(bad)}, "
+            f"which is no finite float64 ({user_site()})"
         )
     if not expr.free_symbols:  # a kernel computing a number would not have its shape
         raise GraphError(
             f"elementwise {name!r}: the builder's expression {expr} reads none of its "
             f"arguments ({user_site()})"
         )
-    to_source(expr, [f"a{i}" for i in range(nargs)])  # rejects heads with no NumPy form now
+    try:  # rejects heads with no NumPy form now
+        to_source(expr, [f"a{i}" for i in range(nargs)])
+    except GraphError as e:
+        raise GraphError(f"elementwise {name!r}: {e} ({user_site()})") from None
     define(name, lambda *xs: expr.xreplace(dict(zip(syms(nargs), xs))), nargs=nargs)
 
     def op(*args) -> Tensor:
