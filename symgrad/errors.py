@@ -56,10 +56,17 @@ def user_site() -> str:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not _inside(filename):
+        if not _inside(filename) and not _dataclass_method(frame.f_code):
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"
+
+
+def _dataclass_method(code) -> bool:
+    # a dataclass's __init__ is compiled from a string: the site is the code that called it
+    return code.co_filename == "<string>" and getattr(code, "co_qualname", "").startswith(
+        "__create_fn__"
+    )
 
 
 def format_shape(shape) -> str:

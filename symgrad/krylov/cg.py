@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse.linalg import aslinearoperator
+
+from .arguments import count, number, operator, vector
 
 
 @dataclass
@@ -60,13 +61,16 @@ def conjugate_gradient(
     ``progress_tol`` = eps, by Martens' rule: at iteration i with k = max(10, i/10), stop
     once phi_i < 0 and (phi_i - phi_(i-k)) / phi_i < k eps.
     """
-    if not (isinstance(growth, (int, float)) and growth > 1):  # 1: checkpoints without end
-        raise ValueError(f"growth must be a number > 1, got {growth!r}")
-    A = aslinearoperator(A)
-    b = np.asarray(b, dtype=np.float64).ravel()
-    n = len(b)
+    fn = "conjugate_gradient"
+    number(fn, "growth", growth, above=1)  # 1: checkpoints without end
+    number(fn, "tol", tol, low=0)
+    number(fn, "progress_tol", progress_tol, low=0, optional=True)
+    max_iter = count(fn, "max_iter", max_iter, 0, optional=True)
+    A = operator(fn, A, symmetric=True, name="A")
+    n = A.shape[0]
+    b = vector(fn, "b", b, n)
     max_iter = n if max_iter is None else max_iter
-    x = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64).ravel()
+    x = np.zeros(n) if x0 is None else vector(fn, "x0", x0, n).copy()
     r = b - A.matvec(x) if x0 is not None and np.any(x) else b.copy()
     p = r.copy()
     rr = float(r @ r)

@@ -22,8 +22,9 @@ import numpy as np
 
 from ..autodiff.reverse import grad
 from ..compile.function import compile
-from ..errors import GraphError
+from ..errors import GraphError, user_site
 from ..nn.problem import Problem
+from .arguments import choice, count, number, refuse
 from .cg import CGResult, conjugate_gradient
 from .flat import flatten, get_flat, set_flat
 from .operators import damped, gnvp_operator, hvp_operator
@@ -48,6 +49,25 @@ class HessianFree:
     line_search: bool = True
     boost: float = 1.5
     drop: float = 2.0 / 3.0
+
+    def __post_init__(self):
+        self._check()
+
+    def _check(self) -> None:
+        """Refuse settings that make no optimizer (run again by ``make_step``: the fields
+        may have changed since)."""
+        fn = "HessianFree"
+        number(fn, "damping", self.damping, low=0)
+        choice(fn, "curvature", self.curvature, ("gauss-newton", "hessian"))
+        count(fn, "max_cg", self.max_cg)
+        number(fn, "cg_tol", self.cg_tol, low=0)
+        number(fn, "progress_tol", self.progress_tol, low=0, optional=True)
+        number(fn, "decay", self.decay, low=0, high=1)
+        count(fn, "curvature_batch", self.curvature_batch, optional=True)
+        if not isinstance(self.line_search, (bool, np.bool_)):
+            refuse(fn, f"line_search must be True or False, got {self.line_search!r}")
+        number(fn, "boost", self.boost, low=1)  # damping grows when the model is bad
+        number(fn, "drop", self.drop, above=0, high=1)  # and shrinks when it is good
 
     def make_step(self, problem: Problem) -> HessianFreeStep:
         return HessianFreeStep(self, problem)
@@ -78,10 +98,14 @@ class HessianFreeStep:
 
     def __post_init__(self):
         pb, cfg = self.problem, self.config
+        if not isinstance(cfg, HessianFree):
+            refuse("HessianFreeStep", f"config must be a HessianFree, got {type(cfg).__name__}")
+        cfg._check()
         if cfg.curvature == "gauss-newton" and pb.outputs is None:
-            raise GraphError("Gauss-Newton curvature needs problem.outputs; or curvature='hessian'")
-        if cfg.curvature not in ("gauss-newton", "hessian"):
-            raise ValueError(f"curvature: 'gauss-newton' or 'hessian', not {cfg.curvature!r}")
+            raise GraphError(
+                "Gauss-Newton curvature needs problem.outputs; or curvature='hessian' "
+                f"({user_site()})"
+            )
         self._grad = compile([pb.loss, *grad(pb.loss, pb.params)], pb.inputs)
         self._loss = compile(pb.loss, pb.inputs)
         self.damping = cfg.damping

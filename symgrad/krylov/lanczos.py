@@ -10,11 +10,14 @@ eigenvalues, so every new vector is orthogonalized again against the whole basis
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import eigh_tridiagonal
-from scipy.sparse.linalg import LinearOperator, aslinearoperator
+from scipy.sparse.linalg import LinearOperator
+
+from .arguments import choice, count, generator, number, operator, refuse, vector
 
 
 @dataclass
@@ -66,16 +69,22 @@ def lanczos(
     off-diagonal entry there): a Krylov space holds one direction of each eigenvalue, so a
     repeated eigenvalue shows its multiplicity only across restarts.
     """
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"lanczos: k must be a positive int, got {k!r}")
-    A: LinearOperator = aslinearoperator(op)
+    k = count("lanczos", "k", k)
+    A: LinearOperator = operator("lanczos", op, symmetric=True)
     n = A.shape[0]
-    rng = np.random.default_rng(seed)
+    if start is not None:
+        if v0 is not None:
+            refuse("lanczos", "give a start vector v0 or a result to continue (start), not both")
+        if not isinstance(start, LanczosResult) or start.Q.shape[0] != n:
+            got = type(start).__name__
+            if isinstance(start, LanczosResult):
+                got = f"one of a {start.Q.shape[0]} x {start.Q.shape[0]} op"
+            refuse("lanczos", f"start must be a LanczosResult of this {n} x {n} op, got {got}")
+    rng = generator("lanczos", seed)
     if start is None:
-        q = rng.standard_normal(n) if v0 is None else np.ravel(v0)
-        q = np.asarray(q, dtype=np.float64)
-        if not np.linalg.norm(q) > 0:
-            raise ValueError("lanczos: the start vector v0 is zero (or not finite)")
+        q = rng.standard_normal(n) if v0 is None else vector("lanczos", "v0", v0, n)
+        if not 0 < np.linalg.norm(q) < np.inf:
+            refuse("lanczos", "the start vector v0 is zero (or not finite)")
         alphas, betas, basis = [], [], []
         residual = q / np.linalg.norm(q)  # as if beta = 1 and q1 the residual
         beta = 1.0
@@ -146,11 +155,17 @@ def top_eigenvalues(
     residual), the basis is the whole space, or ``max_steps``. With ``return_vectors``
     returns (values, vectors as columns).
     """
-    if which not in _ORDER:
-        raise ValueError(f"which must be one of {sorted(_ORDER)}, got {which!r}")
-    n = aslinearoperator(op).shape[0]
-    if not isinstance(k, (int, np.integer)) or not 0 < k <= n:
-        raise ValueError(f"k = {k} eigenvalues of a {n} x {n} operator")
+    fn = "top_eigenvalues"
+    choice(fn, "which", which, _ORDER)
+    op = operator(fn, op, symmetric=True)  # checked once here, not by each lanczos call
+    n = op.shape[0]
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or not 0 < k <= n:
+        refuse(fn, f"k = {k!r} eigenvalues of a {n} x {n} operator; k must be an int in 1..{n}")
+    number(fn, "tol", tol, low=0)
+    max_steps = count(fn, "max_steps", max_steps, optional=True)
+    if max_steps is not None and max_steps < k:
+        refuse(fn, f"max_steps = {max_steps} Lanczos steps give fewer than k = {k} eigenvalues")
+    seed = count(fn, "seed", seed, 0)  # later runs use seed + steps
     limit = n if max_steps is None else min(n, max_steps)
     steps = min(limit, max(2 * k + 10, 20))
     result = lanczos(op, steps, seed=seed, restart=True)

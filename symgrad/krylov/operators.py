@@ -10,7 +10,7 @@ and each product does only the work that depends on v.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -24,6 +24,7 @@ from ..errors import GraphError, InputError, user_site
 from ..graph import Tensor
 from ..nn.problem import fresh_name
 from ..ops import concatenate, reshape
+from .arguments import number, operator, refuse
 from .flat import sizes, unflatten
 
 
@@ -67,7 +68,9 @@ class CurvatureOperator(LinearOperator):
 
 
 def damped(op: LinearOperator, damping: float) -> LinearOperator:
-    """``op + damping * I`` as a LinearOperator."""
+    """``op + damping * I`` as a LinearOperator (``op`` may be a matrix)."""
+    op = operator("damped", op)
+    damping = number("damped", "damping", damping)
 
     def matvec(v):
         v = np.ravel(v)
@@ -130,9 +133,24 @@ def _staged(fn: Function, fixed: dict) -> Callable[[np.ndarray], np.ndarray]:
     return fn.specialize(fixed)
 
 
-def _operator(kind: str, f: Tensor, wrt, feed, outputs=None) -> CurvatureOperator:
-    wrt = [wrt] if isinstance(wrt, Tensor) else list(wrt)
+def _operator(caller: str, kind: str, f: Tensor, wrt, feed, outputs=None) -> CurvatureOperator:
+    if not isinstance(f, Tensor):
+        refuse(caller, f"f must be a scalar Tensor, got {type(f).__name__}")
     graph = f.graph
+    wrt = [wrt] if isinstance(wrt, Tensor) else wrt
+    if not isinstance(wrt, Iterable) or isinstance(wrt, (str, np.ndarray)):
+        refuse(caller, f"wrt must be a Tensor or a list of them, got {type(wrt).__name__}")
+    wrt = list(wrt)
+    for w in wrt:
+        if not _on(graph, w):
+            refuse(caller, f"wrt must hold Tensors of f's graph, got {_foreign(w)}")
+    if feed is not None and not isinstance(feed, Mapping):
+        refuse(caller, f"feed must be a dict {{input or name: array}}, got {type(feed).__name__}")
+    for key in feed or {}:
+        if not (isinstance(key, str) or _on(graph, key)):
+            refuse(caller, f"feed's keys must be names or inputs of f's graph, got {_foreign(key)}")
+    if outputs is not None and not _on(graph, outputs):
+        refuse(caller, f"outputs must be a Tensor of f's graph, got {_foreign(outputs)}")
     if f.ndim != 0:
         raise GraphError(f"curvature of a non-scalar {graph.describe(f.node)} ({user_site()})")
     fed = {(graph[k] if isinstance(k, str) else k): v for k, v in (feed or {}).items()}
@@ -150,7 +168,13 @@ def _operator(kind: str, f: Tensor, wrt, feed, outputs=None) -> CurvatureOperato
             f"a curvature operator needs at least one parameter in wrt ({user_site()})"
         )
     inputs = sorted(fed, key=lambda t: t.node)
-    fixed = {x: np.array(fed[x], dtype=x.dtype, copy=True) for x in inputs}
+    fixed = {}
+    for x in inputs:
+        try:
+            fixed[x] = np.array(fed[x], dtype=x.dtype, copy=True)
+        except (TypeError, ValueError):
+            got = type(fed[x]).__name__
+            refuse(caller, f"feed: {graph.describe(x.node)} needs {x.dtype} values, got {got}")
     # the point: every variable f reads, parameters or not, at its value now
     variables = [graph.tensor(n) for n in ancestors(graph, [f.node])]
     fixed.update({v: v.value.copy() for v in variables if v.op == "variable"})
@@ -158,6 +182,14 @@ def _operator(kind: str, f: Tensor, wrt, feed, outputs=None) -> CurvatureOperato
         fn = product_function(kind, f, wrt, inputs, outputs)
         dtype = np.result_type(*[w.dtype for w in wrt])
         return CurvatureOperator(_staged(fn, fixed), wrt, dtype, kind)
+
+
+def _on(graph, t) -> bool:
+    return isinstance(t, Tensor) and t.graph is graph
+
+
+def _foreign(t) -> str:
+    return f"{t!r} of another graph" if isinstance(t, Tensor) else type(t).__name__
 
 
 def hvp_operator(
@@ -174,7 +206,7 @@ def hvp_operator(
     kinds = {"fwd-rev": "hessian", "rev-rev": "hessian-rev-rev"}
     if mode not in kinds:
         raise GraphError(f"hvp mode must be 'fwd-rev' or 'rev-rev', got {mode!r} ({user_site()})")
-    return _operator(kinds[mode], f, wrt, feed)
+    return _operator("hvp_operator", kinds[mode], f, wrt, feed)
 
 
 def gnvp_operator(
@@ -187,4 +219,4 @@ def gnvp_operator(
     (softmax cross-entropy, squared error), unlike the Hessian. Terms of ``f`` that do not go
     through ``outputs`` are left out. ``feed`` as for ``hvp_operator``.
     """
-    return _operator("gauss-newton", f, wrt, feed, outputs)
+    return _operator("gnvp_operator", "gauss-newton", f, wrt, feed, outputs)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import eigh_tridiagonal
-from scipy.sparse.linalg import aslinearoperator
 
+from .arguments import choice, count, generator, number, operator
 from .lanczos import lanczos
 
 
@@ -31,6 +31,7 @@ class SpectralDensity:
     def density(self, grid: np.ndarray, sigma: float | None = None) -> np.ndarray:
         """The density on ``grid``: each node smoothed by a Gaussian of width ``sigma``
         (default: 1% of the nodes' range); it integrates to 1."""
+        number("SpectralDensity.density", "sigma", sigma, above=0, optional=True)
         if sigma is None:
             sigma = max(1e-12, 0.01 * float(np.ptp(self.nodes)))
         grid = np.asarray(grid, dtype=np.float64)
@@ -39,6 +40,7 @@ class SpectralDensity:
 
     def moment(self, p: int) -> float:
         """Estimate of tr(A^p) / n."""
+        count("SpectralDensity.moment", "p", p, 0)
         return float(self.weights @ self.nodes**p)
 
     @property
@@ -54,9 +56,11 @@ def spectral_density(op, *, n_probes: int = 8, steps: int = 60, seed: int = 0) -
     polynomials f of degree < 2 steps. Averaged over probes this estimates the spectral
     density (1/n) sum_i delta(t - lambda_i). Costs ``n_probes * steps`` products.
     """
-    A = aslinearoperator(op)
+    fn = "spectral_density"
+    n_probes, steps = count(fn, "n_probes", n_probes), count(fn, "steps", steps)
+    A = operator(fn, op, symmetric=True)
     n = A.shape[0]
-    rng = np.random.default_rng(seed)
+    rng = generator(fn, seed)
     nodes, weights = [], []
     for _ in range(n_probes):
         v = rademacher(rng, n) / np.sqrt(n)
@@ -118,9 +122,7 @@ def trace(op, n_probes: int = 200, *, method: str = "hutch++", seed: int = 0) ->
     ``method``: "hutch++" (default; Hutchinson's estimator on what a rank-n_probes/3 sketch
     leaves over) or "hutchinson" (plain mean of z^T A z).
     """
-    if method not in TRACE_METHODS:
-        raise ValueError(f"method must be one of {sorted(TRACE_METHODS)}, got {method!r}")
-    if not isinstance(n_probes, (int, np.integer)) or n_probes < 1:
-        raise ValueError(f"n_probes must be a positive int, got {n_probes!r}")
-    A = aslinearoperator(op)
-    return TRACE_METHODS[method](A, A.shape[0], n_probes, np.random.default_rng(seed))
+    choice("trace", "method", method, TRACE_METHODS)
+    n_probes = count("trace", "n_probes", n_probes)
+    A = operator("trace", op)
+    return TRACE_METHODS[method](A, A.shape[0], n_probes, generator("trace", seed))
