@@ -246,3 +246,17 @@ def test_hessian_free_checks_its_settings_again_when_it_makes_a_step():
     assert len(net.graph.nx) == nodes  # nothing was built
     hf.damping = 1.0
     nn.fit(net, X, y, loss="mse", optimizer=hf, epochs=1, quiet=True)
+
+
+def test_flatten_and_unflatten_check_sizes_with_the_call_site():
+    g = sg.Graph()
+    W = g.variable("W", np.zeros((2, 3)))
+    assert krylov.flatten([]).shape == (0,)
+    for v in (np.zeros(5), np.zeros(7)):
+        with pytest.raises(sg.ShapeError, match=r"6 entries \(.*test_krylov_arguments.py:\d+"):
+            krylov.unflatten(v, [W])
+    (piece,) = krylov.unflatten(np.arange(6.0).reshape(6, 1), [W])  # a column, as scipy gives
+    np.testing.assert_array_equal(piece, np.arange(6.0).reshape(2, 3))
+    x = g.input("x", ("batch",))
+    with pytest.raises(sg.ShapeError, match=r"concrete shapes \(.*test_krylov_arguments.py:"):
+        krylov.unflatten(np.zeros(2), [x])

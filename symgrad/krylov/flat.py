@@ -16,24 +16,31 @@ def sizes(params: Sequence[Tensor]) -> list[int]:
     out = []
     for p in params:
         if any(isinstance(d, str) for d in p.shape):
-            raise ShapeError(f"{p.graph.describe(p.node)}: parameters need concrete shapes")
+            raise ShapeError(
+                f"{p.graph.describe(p.node)}: parameters need concrete shapes ({user_site()})"
+            )
         out.append(int(np.prod(p.shape)))
     return out
 
 
 def flatten(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """The arrays' entries, one after another, as one vector."""
-    return np.concatenate([np.ravel(a) for a in arrays])
+    pieces = [np.ravel(a) for a in arrays]
+    return np.concatenate(pieces) if pieces else np.zeros(0)
 
 
 def unflatten(vector: np.ndarray, params: Sequence[Tensor]) -> list[np.ndarray]:
     """Pieces of ``vector`` shaped like ``params`` (views where possible)."""
-    out, offset = [], 0
-    for p, k in zip(params, sizes(params)):
+    counts = sizes(params)
+    if np.size(vector) != sum(counts):
+        raise ShapeError(
+            f"unflatten: a vector of shape {format_shape(np.shape(vector))} for parameters of "
+            f"{sum(counts)} entries ({user_site()})"
+        )
+    vector, out, offset = np.ravel(vector), [], 0
+    for p, k in zip(params, counts):
         out.append(np.reshape(vector[offset : offset + k], p.shape))
         offset += k
-    if offset != len(vector):
-        raise ShapeError(f"a vector of {len(vector)} entries for parameters of {offset}")
     return out
 
 
