@@ -168,7 +168,11 @@ def _shifted_exp_by_class(x, work=None):
     class axis moved first and copied contiguous makes each step one vectorized pass per class
     instead of a tiny loop per row, and the copy is the workspace (``work`` if given)."""
     moved = x.T if x.ndim == 2 else np.moveaxis(x, -1, 0)
-    e = _into(work, moved)
+    if work is None:
+        e = np.array(moved, order="C")
+    else:  # (a call less than _into: the head runs this on every training step)
+        e = work
+        np.copyto(e, moved)
     lo, hi = _finite_range(e.dtype)
     m = np.maximum.reduce(e, 0, None, None, False, lo)  # an all -inf row: a finite shift
     np.minimum(m, hi, out=m)  # a +inf entry: inf - hi is inf, not inf - inf = nan
@@ -248,9 +252,11 @@ def _subtract_at_labels(grad, labels, scale, at=None) -> None:
     """grad[..., labels] -= scale (1 when None; one per row if it has a trailing axis of 1),
     in place; ``at`` the flat label positions in a C-contiguous 2-D grad, if known."""
     step = _one(grad.dtype) if scale is None else scale if scale.ndim == 0 else scale[..., 0]
-    if grad.ndim == 2 and grad.flags.c_contiguous:  # each row's labelled entry reached once
-        flat = grad.reshape(-1)
-        flat[label_positions(grad.shape, labels) if at is None else at] -= step
+    if at is not None and grad.flags.c_contiguous:  # each row's labelled entry reached once
+        grad.reshape(-1)[at] -= step
+        return
+    if grad.ndim == 2 and grad.flags.c_contiguous:
+        grad.reshape(-1)[label_positions(grad.shape, labels)] -= step
         return
     index = (*np.indices(labels.shape, sparse=True), _checked(labels, grad.shape[-1]))
     np.subtract.at(grad, index, step)
@@ -294,7 +300,7 @@ def softmax_cross_entropy(logits, labels, losses, grad, scale=None, work=None):
         if scale is not None:
             np.multiply(grad, scale, out=grad)
     else:
-        if head_workspace(logits.shape) is not None:  # class axis first, as in logsumexp
+        if work is not None or head_workspace(logits.shape) is not None:  # class axis first
             e, m = _shifted_exp_by_class(logits, work)
             s = np.add.reduce(e, 0)
         else:
@@ -311,7 +317,8 @@ def softmax_cross_entropy(logits, labels, losses, grad, scale=None, work=None):
         if e is not grad:
             np.copyto(grad, e.T)
         # log(s) - (picked - m): the label's logit less the shift is exact when it is the max
-        lse, picked = np.log(s, out=s).reshape(-1), np.subtract(picked, m.reshape(-1))
+        lse = np.log(s, out=s).reshape(-1)
+        np.subtract(picked, m.reshape(-1), out=picked)  # (a fresh array: take copies)
     _subtract_at_labels(grad, labels, scale, at)
     return np.subtract(lse, picked, out=losses)
 

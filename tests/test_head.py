@@ -300,6 +300,23 @@ def test_fused_head_may_write_over_its_arguments(shape):
     np.testing.assert_array_equal(scale2[:, 0], losses)
 
 
+@pytest.mark.parametrize("shape", FUSED_SHAPES)
+def test_fused_head_into_a_strided_gradient(shape):
+    # contiguous logits (whose flat label positions are known) and a gradient that is a
+    # strided view: the labels' entries are still taken off in the view itself
+    z = RNG.standard_normal(shape) * 5
+    y = RNG.integers(0, shape[1], shape[0])
+    scale = np.asarray(0.25)
+    losses, grad = np.empty(shape[0]), np.empty(shape)
+    rt.softmax_cross_entropy(z, y, losses, grad, scale)
+    for view in (np.zeros((shape[1], shape[0])).T, np.zeros((shape[0], 2 * shape[1]))[:, ::2]):
+        again = np.empty(shape[0])
+        rt.softmax_cross_entropy(z, y, again, view, scale)
+        np.testing.assert_allclose(again, losses, rtol=1e-14)  # sums of strided rows round
+        np.testing.assert_allclose(view, grad, rtol=1e-14, atol=1e-17)  # in another order
+        np.testing.assert_allclose(view, reference_residual(z, y, 0.25), rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", FUSED_SHAPES)
 def test_fused_head_is_finite_at_extreme_logits(shape, dtype):
