@@ -352,3 +352,44 @@ def test_bias_rows_added_by_gemm_match_the_evaluator(dtype, monkeypatch):
             np.testing.assert_allclose(got[0], want[0], rtol=tol)
             np.testing.assert_allclose(got[1], W.value, rtol=tol, atol=tol)
             np.testing.assert_allclose(got[2], b.value, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_product_at_its_bias_reads_the_weight_before_a_gemm_update_scheduled_between(transposed):
+    # W's update product A^T @ B is added into W by gemm where it is scheduled, between
+    # H @ W and the bias add that would compute that product: the add must not read W then
+    g = sg.Graph()
+    H, A = g.input("H", (100, 100)), g.input("A", (50, 100))
+    B = g.input("B", (50, 400))
+    b = g.variable("b", rng.standard_normal(400))  # made before W: no [W; b]
+    W = g.variable("W", rng.standard_normal((400, 100) if transposed else (100, 400)))
+    M = H @ (W.T if transposed else W)
+    G = (B.T @ A) if transposed else (A.T @ B)
+    out = sg.tanh(M + b).sum()
+    step = sg.compile(out, [H, A, B], updates={W: W - 0.1 * G})
+    feed = [rng.standard_normal(s) for s in ((100, 100), (50, 100), (50, 400))]
+    W0 = W.value.copy()
+    want = sg.evaluate(out, dict(zip([H, A, B], feed)))
+    np.testing.assert_allclose(
+        want, np.tanh(feed[0] @ (W0.T if transposed else W0) + b.value).sum()
+    )
+    np.testing.assert_allclose(step(*feed), want, rtol=1e-12)
+    np.testing.assert_allclose(W.value, W0 - 0.1 * sg.evaluate(G, dict(zip([A, B], feed[1:]))))
+
+
+def test_a_gradient_update_between_a_product_and_its_bias_add():
+    g = sg.Graph()
+    X, X2 = g.input("X", ("batch", 180)), g.input("X2", ("batch", 180))
+    C = g.input("C", ("batch", 200))
+    b = g.variable("b", rng.standard_normal(200) * 0.3)
+    W = g.variable("W", rng.standard_normal((180, 200)) / 13)  # 36,000 entries: gemm-updated
+    Z = X @ W
+    gW = sg.grad(((X2 @ W) * C).sum(), W)  # X2^T @ C, scheduled between Z and the bias add
+    out = sg.tanh(Z + b).sum()
+    step = sg.compile(out, [X, X2, C], updates={W: W - 0.01 * gW})
+    for n in (200, 190, 200):
+        feed = [rng.standard_normal(s) for s in ((n, 180), (n, 180), (n, 200))]
+        W0 = W.value.copy()
+        want = np.tanh(feed[0] @ W0 + b.value).sum()
+        np.testing.assert_allclose(step(*feed), want, rtol=1e-12)
+        np.testing.assert_allclose(W.value, W0 - 0.01 * feed[1].T @ feed[2], rtol=1e-12, atol=1e-13)

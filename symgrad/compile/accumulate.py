@@ -185,6 +185,11 @@ def _summed_statement(graph, n: int, p: int, q: int, rest):
 # ---- row broadcasts -------------------------------------------------------------------------
 def _row_broadcasts(graph, order, position, in_place, escaping, dims, layout, taken) -> None:
     nodes = graph.nx.nodes
+    variables = {id(nodes[v]["attrs"]["value"]) for v in order if nodes[v]["op"] == "variable"}
+
+    def writes_a_variable(m: int) -> bool:  # an update, or a product added into a variable
+        return m in in_place or (m in layout.slots and id(layout.slots[m]) in variables)
+
     for n in order:
         data = nodes[n]
         shape = data["shape"]
@@ -201,7 +206,7 @@ def _row_broadcasts(graph, order, position, in_place, escaping, dims, layout, ta
         if not blas.available(data["dtype"]) or np.prod(resolve(shape, dims)) < MIN_SIZE:
             continue
         if _lone_product(graph, z, n, escaping, taken) and not any(
-            m in in_place for m in order[position[z] : position[n]]
+            map(writes_a_variable, order[position[z] : position[n]])
         ):  # the product computed by the sum's statement, added to the bias it starts from
             layout.statements[n] = _biased_product_statement(graph, n, z, b, rest)
             layout.skip.add(z)
