@@ -50,6 +50,7 @@ CASES = {
     "tanh": (sg.tanh, [((3,), signed)]),
     "sigmoid": (sg.sigmoid, [((3,), signed)]),
     "softplus": (sg.softplus, [((3,), signed)]),
+    "logaddexp": (sg.logaddexp, [((3, 1), signed), ((4,), signed)]),
     "relu": (lambda a: sg.relu(a) * a, [((4,), signed)]),
     "leaky_relu": (lambda a: sg.leaky_relu(a, 0.1) * a, [((4,), signed)]),
     "prelu": (lambda a, s: sg.prelu(a, s) * a, [((2, 3), signed), ((3,), pos)]),

@@ -165,6 +165,7 @@ ELEMENTWISE = [
         F(4, sample=positive),
     ),
     C("softplus", sg.softplus, lambda a: np.log(1.0 + np.exp(a)), F(3, 4)),
+    C("logaddexp", sg.logaddexp, lambda a, b: np.log(np.exp(a) + np.exp(b)), F(*BA), F(*BB)),
     C(
         "hard_tanh",
         sg.hard_tanh,

@@ -67,7 +67,13 @@ CASES = {
         lambda x: np.logaddexp(x, x / 2),
         lambda x, w: w * (sigmoid(x / 2) + sigmoid(-x / 2) / 2),
     ),
-    "log_scaled_softmax": (
+    "logsumexp_mean": (
+        lambda x: sg.log(sg.mean(sg.exp(x), axis=-1)),
+        np.array([[1000.0, 999.0, -1000.0], [30.0, -3.0, 400.0]]),
+        lambda x: np.logaddexp.reduce(x, axis=-1) - np.log(3.0),
+        lambda x, w: w[:, None] * np.exp(log_softmax(x)),
+    ),
+    "log_scaled": (
         lambda x: sg.log(sg.softmax(x) * 2.0),
         np.array([[1000.0, -1000.0, 0.0], [1e-300, 3.0, -2.0]]),
         lambda x: np.log(2.0) + log_softmax(x),
@@ -91,6 +97,7 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_stabilized_values_and_gradients_are_finite(name, monkeypatch):
     build, xv, value, gradient = CASES[name]
+    name = name.split("_mean")[0]  # the rule's name
     g = sg.Graph()
     x = g.input("x", xv.shape)
     y = build(x)
@@ -315,3 +322,50 @@ def test_logaddexp_of_two_broadcast_inputs_and_its_hessian(dtype):
     for x, w in zip(got, want):
         assert np.all(np.isfinite(x))
         np.testing.assert_allclose(x, w, rtol=tol, atol=tol * 10)
+
+
+def test_logaddexp_of_infinities_is_numpys():
+    # a zero weight in a mixture, log(exp(log(0) + x) + exp(y)): -inf + inf must not be nan
+    g = sg.Graph()
+    a, b = g.input("a", (5,)), g.input("b", (5,))
+    y = sg.log(sg.exp(a) + sg.exp(b))
+    da, db = sg.grad(sg.sum(y), [a, b])
+    fn = sg.compile([y, da, db], [a, b])
+    av = np.array([-np.inf, -np.inf, np.inf, 3.0, -np.inf])
+    bv = np.array([0.0, -np.inf, np.inf, -np.inf, 5.0])
+    with np.errstate(invalid="ignore"):
+        got_y, got_da, got_db = fn(av, bv)
+    assert fn.rewrite_log["logaddexp"] == 1
+    np.testing.assert_array_equal(got_y, np.logaddexp(av, bv))
+    np.testing.assert_array_equal(got_da[[0, 3, 4]], [0.0, 1.0, 0.0])  # sigmoid(a - b)
+    np.testing.assert_array_equal(got_db[[0, 3, 4]], [1.0, 0.0, 1.0])
+
+
+def test_logaddexp_derivatives_keep_their_relative_precision():
+    # d/da = sigmoid(a - b), tiny where b >> a: 1 - sigmoid(b - a) would round it to 0
+    g = sg.Graph()
+    a, b = g.input("a", (4,)), g.input("b", (4,))
+    loss = sg.sum(sg.log(sg.exp(a) + sg.exp(b)))
+    (da,) = sg.grad(loss, [a])
+    v = g.input("v", (4,))
+    (ha,) = sg.hvp(loss, [a], [v])
+    fn = sg.compile([da, ha], [a, b, v])
+    av, bv = np.array([1e-5, -40.0, 0.0, 0.0]), np.array([30.0, -3.0, 400.0, 20.0])
+    got_da, got_ha = fn(av, bv, np.ones(4))
+    d = av - bv
+    np.testing.assert_allclose(got_da, sigmoid(d), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(got_ha, sigmoid(d) * sigmoid(-d), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int32", "bool"])
+def test_logs_of_integer_arguments_are_not_rewritten_in_their_dtype(dtype):
+    # b - a or -x of unsigned ints wraps around: the rules leave integer arguments alone
+    g = sg.Graph()
+    a, b = g.input("a", (2,), dtype), g.input("b", (2,), dtype)
+    outs = [sg.log(sg.exp(a) + sg.exp(b)), sg.log(sg.sigmoid(a))]
+    fn = sg.compile(outs, [a, b])
+    av, bv = np.array([5, 3]).astype(dtype), np.array([3, 5]).astype(dtype)
+    for got, want in zip(fn(av, bv), sg.evaluate(outs, {a: av, b: bv})):
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-3)
+    assert "logaddexp" not in fn.rewrite_log and "log_sigmoid" not in fn.rewrite_log

@@ -14,6 +14,7 @@ from .math import (
     hard_tanh,
     leaky_relu,
     log,
+    logaddexp,
     maximum,
     minimum,
     mul,

@@ -29,6 +29,7 @@ from .sympy_numpy import (  # noqa: F401  (re-exported: the elementwise vocabula
     indicator,
     into_steps,
     kernel_template,
+    logaddexp,
     sigmoid,
     softplus,
     source_template,

@@ -8,6 +8,7 @@ import sympy as sp
 from ..errors import GraphError, user_site
 from ..graph import Tensor
 from .elementwise import apply_elementwise, define
+from .elementwise import logaddexp as _logaddexp
 from .elementwise import sigmoid as _sigmoid
 from .elementwise import softplus as _softplus
 from .registry import OPS
@@ -33,6 +34,7 @@ RULES = {
     "tanh": (sp.tanh, None),
     "sigmoid": (_sigmoid, None),
     "softplus": (_softplus, None),
+    "logaddexp": (_logaddexp, None),
     "relu": (lambda a: P((a, a > 0), (0, True)), "np.maximum({0}, 0)"),
     "leaky_relu": (lambda a, alpha: P((a, a > 0), (alpha * a, True)), None),
     "prelu": (lambda a, alpha: P((a, a > 0), (alpha * a, True)), None),
@@ -65,6 +67,7 @@ UFUNCS = {
     "relu": "np.maximum({0}, 0",
     "maximum": "np.maximum({0}, {1}",
     "minimum": "np.minimum({0}, {1}",
+    "logaddexp": "np.logaddexp({0}, {1}",
 }
 
 
@@ -101,9 +104,10 @@ def _binary(name):
     return op
 
 
-add, sub, mul, div, pow, maximum, minimum = (  # noqa: A001
-    _binary(n) for n in ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
+add, sub, mul, div, pow, maximum, minimum, logaddexp = (  # noqa: A001
+    _binary(n) for n in ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "logaddexp")
 )
+logaddexp.__doc__ = "log(exp(a) + exp(b)) elementwise, with NumPy broadcasting; stable at any a, b."
 neg, exp, log, sqrt, square, abs, sin, cos, tanh, sigmoid, softplus, relu, hard_tanh = (  # noqa: A001
     _unary(n)
     for n in ("neg exp log sqrt square abs sin cos tanh sigmoid softplus relu hard_tanh".split())

@@ -65,6 +65,20 @@ class softplus(sp.Function):  # noqa: N801
         return True if self.args[0].is_real else None
 
 
+class logaddexp(sp.Function):  # noqa: N801
+    """log(exp(a) + exp(b)), kept as one head: NumPy computes it stably (infinities too), and
+    its derivatives are sigmoids of the difference, accurate in both tails."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return sigmoid(a - b) if argindex == 1 else sigmoid(b - a)
+
+    def _eval_is_real(self):
+        return all(x.is_real for x in self.args) or None
+
+
 # ---- expression -> NumPy --------------------------------------------------------------
 # head -> (name in generated source, NumPy callable)
 FUNCTIONS: dict = {
@@ -84,6 +98,7 @@ FUNCTIONS: dict = {
     sp.sign: ("np.sign", np.sign),
     sigmoid: ("rt.sigmoid", runtime.sigmoid),
     softplus: ("rt.softplus", runtime.softplus),
+    logaddexp: ("np.logaddexp", np.logaddexp),
 }
 FOLDS = {sp.Max: ("np.maximum", np.maximum), sp.Min: ("np.minimum", np.minimum)}
 RELATIONS = {

@@ -5,6 +5,7 @@ stable ones too)."""
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import sympy as sp
@@ -42,15 +43,23 @@ def log_softmax(rw: Rewriter, n: int):
 
 @rewrite("logsumexp", "stabilize", "log")
 def logsumexp(rw: Rewriter, n: int):
-    """log(sum(exp(x), axes)) -> logsumexp(x, axes)."""
+    """log(sum(exp(x), axes)) -> logsumexp(x, axes); log(mean(exp(x))) -> that less log(count)
+    where the count is known."""
     (s,) = rw.args(n)
-    if rw.op(s) != "sum":
+    if rw.op(s) not in ("sum", "mean"):
         return None
     x = unary(rw, rw.args(s)[0], sp.exp)
     if x is None:
         return None
     attrs = rw.attrs(s)
-    return fit(rw, ops.logsumexp(rw.t(x), attrs["axis"], attrs["keepdims"]), n)
+    lse = ops.logsumexp(rw.t(x), attrs["axis"], attrs["keepdims"])
+    if rw.op(s) == "sum":
+        return fit(rw, lse, n)
+    axes = range(len(rw.shape(x))) if attrs["axis"] is None else attrs["axis"]
+    reduced = [rw.shape(x)[a] for a in axes]
+    if any(isinstance(d, str) for d in reduced):
+        return None
+    return fit(rw, lse - float(np.log(math.prod(reduced))), n)
 
 
 @rewrite("softplus", "stabilize", "log")
@@ -64,9 +73,9 @@ def softplus_(rw: Rewriter, n: int):
 
 @rewrite("log_sigmoid", "stabilize", "log")
 def log_sigmoid(rw: Rewriter, n: int):
-    """log(sigmoid(x)) -> -softplus(-x)."""
+    """log(sigmoid(x)) -> -softplus(-x), for a float x of the log's dtype."""
     x = unary(rw, rw.args(n)[0], sigmoid)
-    if x is None:
+    if x is None or rw.dtype(x) != rw.dtype(n):  # -x of an unsigned int wraps around
         return None
     return fit(rw, ops.neg(ops.softplus(ops.neg(rw.t(x)))), n)
 
@@ -89,25 +98,24 @@ def log_exp(rw: Rewriter, n: int):
 
 @rewrite("logaddexp", "stabilize", "log")
 def logaddexp(rw: Rewriter, n: int):
-    """log(exp(a) + exp(b)) -> a + softplus(b - a)."""
+    """log(exp(a) + exp(b)) -> logaddexp(a, b), for float a and b of the log's dtype."""
     e, leaves = view(rw, rw.args(n)[0], 1)
-    if e != sp.exp(X0) + sp.exp(X1):
+    if e != sp.exp(X0) + sp.exp(X1) or any(rw.dtype(x) != rw.dtype(n) for x in leaves):
         return None
-    a, b = (rw.t(x) for x in leaves)
-    return fit(rw, a + ops.softplus(b - a), n)
+    return fit(rw, ops.logaddexp(*map(rw.t, leaves)), n)
 
 
-@rewrite("log_scaled_softmax", "stabilize", "log")
-def log_scaled_softmax(rw: Rewriter, n: int):
-    """log(c * softmax(x)) -> log(c) + log_softmax(x), for a number c > 0."""
+@rewrite("log_scaled", "stabilize", "log")
+def log_scaled(rw: Rewriter, n: int):
+    """log(c * u) -> log(c) + log(u), for a number c > 0 and u a softmax, sum or mean, whose
+    logs the rules above stabilize."""
     e, leaves = view(rw, rw.args(n)[0], 1)
-    if len(leaves) != 1 or rw.op(leaves[0]) != "softmax":
+    if len(leaves) != 1 or rw.op(leaves[0]) not in ("softmax", "sum", "mean"):
         return None
     c = e / X0
     if not c.is_Number or c <= 0 or c == 1:
         return None
-    s = leaves[0]
-    return fit(rw, ops.log_softmax(rw.t(rw.args(s)[0]), rw.attrs(s)["axis"]) + float(sp.log(c)), n)
+    return fit(rw, ops.log(rw.t(leaves[0])) + float(sp.log(c)), n)
 
 
 @rewrite("exp_log", "stabilize", "exp")
