@@ -27,7 +27,7 @@ import functools
 import numpy as np
 import sympy as sp
 
-from ..ops.elementwise import _frozen, _result_dtype, kernel_template, sigmoid, sym
+from ..ops.elementwise import _frozen, _result_dtype, beyond_float64, kernel_template, sigmoid, sym
 from .manager import Rewriter, graph_pass
 from .match import fit, full, in_condition, piecewise
 
@@ -135,6 +135,8 @@ def expression_node(rw: Rewriter, root: int, expr: sp.Expr, leaves: list[int]):
         return full(rw, value, rw.shape(root), rw.dtype(root))
     if expr.is_Symbol:
         return fit(rw, args[0], root)
+    if beyond_float64(expr) is not None:  # x / (x - x) is SymPy's zoo: left to NumPy, unfused
+        return None
     attrs = {"expr": expr}
     dtype = rw.dtype(root)
     if _result_dtype("expr", tuple(a.dtype for a in args), _frozen(attrs)) != dtype:

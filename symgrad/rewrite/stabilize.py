@@ -11,7 +11,7 @@ import numpy as np
 import sympy as sp
 
 from .. import ops
-from ..ops.elementwise import build, index_of, sigmoid, softplus, sym
+from ..ops.elementwise import beyond_float64, build, index_of, sigmoid, softplus, sym
 from .fuse import denominators, expression_node, group_expression
 from .manager import ELEMENTWISE, Rewriter, rewrite
 from .match import (
@@ -183,7 +183,10 @@ def softmax_(rw: Rewriter, n: int):
         numerator = next((f for f in exps if f in factors), None)
         if numerator is None:
             continue
-        rest = build(e / (numerator * denominator), [rw.t(a) for a in leaves], rw.t(n))
+        rest = e / (numerator * denominator)
+        if beyond_float64(rest) is not None:
+            return None
+        rest = build(rest, [rw.t(a) for a in leaves], rw.t(n))
         probabilities = ops.softmax(rw.t(x), rw.attrs(s)["axis"])
         return fit(rw, probabilities if rest == 1.0 else probabilities * rest, n)
     return None
@@ -199,8 +202,8 @@ def div_cancel(rw: Rewriter, n: int):
         return None
     written, leaves = view(rw, n, 2, evaluate=False)
     simplified, _ = view(rw, n, 2)
-    if not _divisors(simplified) < _divisors(written):
-        return None
+    if not _divisors(simplified) < _divisors(written) or beyond_float64(simplified) is not None:
+        return None  # (x / (x - x) reads zoo once simplified: NumPy computes it as written)
     value = build(simplified, [rw.t(a) for a in leaves], rw.t(n))
     if isinstance(value, float):
         return full(rw, value, rw.shape(n), rw.dtype(n))
@@ -243,6 +246,8 @@ def sigmoid_(rw: Rewriter, n: int):
             if k is not None and k.is_Integer and 0 < k <= m:
                 rest = [h for h in factors if h is not f and h is not g]
                 value = sp.Mul(*rest) * sigmoid(u) ** k * sigmoid(-u) ** (m - k)
+                if beyond_float64(value) is not None:
+                    return None
                 return fit(rw, build(value, [rw.t(a) for a in leaves], rw.t(n)), n)
     return None
 
