@@ -64,9 +64,10 @@ def user_site() -> str:
 
 def _dataclass_method(code) -> bool:
     # a dataclass's __init__ is compiled from a string: the site is the code that called it
-    return code.co_filename == "<string>" and getattr(code, "co_qualname", "").startswith(
-        "__create_fn__"
-    )
+    if code.co_filename != "<string>":
+        return False
+    qualname = getattr(code, "co_qualname", None)  # Python 3.11+
+    return code.co_name == "__init__" if qualname is None else qualname.startswith("__create_fn__")
 
 
 def format_shape(shape) -> str:

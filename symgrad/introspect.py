@@ -50,11 +50,11 @@ def _marked(graph: Graph, highlight) -> set[int]:
     """The node ids of ``highlight``: Tensors of ``graph`` or ids of its nodes (or one)."""
     if isinstance(highlight, (Tensor, int, np.integer)):  # iterating a Tensor builds nodes
         highlight = [highlight]
-    try:
-        items = list(highlight)
+    try:  # (a Graph indexes by name: iterating it would look up names 0, 1, ...)
+        items = None if isinstance(highlight, (Graph, str, bytes)) else list(highlight)
     except TypeError:
         items = None
-    if items is None or isinstance(highlight, (str, bytes)):
+    if items is None:
         raise GraphError(
             f"to_dot: highlight must be a list of Tensors or node ids, got "
             f"{type(highlight).__name__} {_shown(highlight)} ({user_site()})"

@@ -75,6 +75,7 @@ def test_to_dot_refuses_bad_highlights_and_builds_nothing():
     refused(sg.GraphError, lambda: sg.to_dot(y, highlight="x"), "got str 'x'", graph=g)
     refused(sg.GraphError, lambda: sg.to_dot(y, highlight=[h]), "Tensor of another", graph=g)
     refused(sg.GraphError, lambda: sg.to_dot(y, highlight=[99]), "highlight 99 is no node")
+    refused(sg.GraphError, lambda: sg.to_dot(y, highlight=g), "got Graph", graph=g)
     # one Tensor (or id) is highlighted as itself: iterating it would build nodes
     before = len(g)
     one = sg.to_dot(y, highlight=x)
@@ -109,6 +110,8 @@ NON_FINITE = [
     ("zoo", lambda a: a + sp.S(1) / 0, "zoo"),
     ("float inf", lambda a: a * sp.Float("inf"), "oo"),
     ("in a piecewise", lambda a: sp.Piecewise((a, a > 0), (sp.Float("1e999"), True)), "1.00e+999"),
+    ("exp(1000)", lambda a: sp.exp(1000) * a, "exp(1000)"),
+    ("E**800", lambda a: a * sp.E**800, "exp(800)"),
 ]
 
 
@@ -196,3 +199,16 @@ def test_bool_and_len_of_a_tensor_name_the_call_site():
     refused(sg.ShapeError, lambda: len(b), "'b'", "first dim 'batch' is symbolic", graph=g)
     refused(sg.ShapeError, lambda: len(s), "0-d tensor", "shape=()", graph=g)
     assert len(x) == 3 and len(list(x)) == 3
+
+
+def test_elementwise_constants_pi_and_e_are_their_float_values():
+    f = sg.elementwise("pi_e_shift", lambda a: sp.pi * a + sp.E + sp.exp(-1000) * a)
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    y = f(x)
+    fn = sg.compile([y, sg.grad(sg.sum(y * y), x)], [x])
+    xv = np.array([-1.0, 0.5, 2.0])
+    got_y, got_dx = fn(xv)
+    np.testing.assert_allclose(got_y, np.pi * xv + np.e, rtol=1e-15)
+    np.testing.assert_allclose(got_dx, 2 * (np.pi * xv + np.e) * np.pi, rtol=1e-14)
+    np.testing.assert_allclose(sg.evaluate(y, {x: xv}), got_y, rtol=1e-15)

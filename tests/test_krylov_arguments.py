@@ -3,7 +3,7 @@ and the caller's file:line, raised before anything is changed."""
 
 import numpy as np
 import pytest
-from scipy.sparse.linalg import LinearOperator
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import symgrad as sg
 from symgrad import krylov, nn
@@ -134,7 +134,18 @@ def test_top_eigenvalues_refuses_bad_settings():
     refused(lambda: krylov.top_eigenvalues(A, 2, tol=-1.0), fn, "tol", "-1.0")
     refused(lambda: krylov.top_eigenvalues(A, 3, max_steps=2), fn, "max_steps = 2", "k = 3")
     refused(lambda: krylov.top_eigenvalues(A, 2, max_steps=0), fn, "max_steps", "0")
-    refused(lambda: krylov.top_eigenvalues(A, 2, seed=None), fn, "seed", "None")
+    refused(lambda: krylov.top_eigenvalues(A, 2, seed=-3), fn, "seed", "-3")
+
+
+def test_top_eigenvalues_takes_what_lanczos_takes():
+    # seed None (fresh entropy, as everywhere in krylov), 0-d arrays and NumPy numbers
+    A = symmetric(30, seed=2)
+    want = np.sort(np.linalg.eigvalsh(A))[::-1][:2]
+    for kwargs in ({"seed": None}, {"tol": np.array(1e-10)}, {"tol": np.float32(1e-6)}):
+        np.testing.assert_allclose(krylov.top_eigenvalues(A, 2, **kwargs), want, rtol=1e-6)
+    op = aslinearoperator(A)
+    got = krylov.damped(op, np.array(0.5)) @ np.ones(30)
+    np.testing.assert_allclose(got, A @ np.ones(30) + 0.5)
 
 
 # ---- conjugate gradient -------------------------------------------------------------------
@@ -177,8 +188,7 @@ def test_trace_and_spectral_density_refuse_bad_settings():
     grid = np.linspace(-5, 5, 11)
     for sigma in (0.0, -1.0, np.nan):
         refused(lambda: sd.density(grid, sigma), "density", "sigma", repr(sigma))
-    refused(lambda: sd.moment(-1), "moment", "p", "-1")
-    refused(lambda: sd.moment(0.5), "moment", "p", "0.5")
+    refused(lambda: sd.moment("2"), "moment", "p", "'2'")
     assert sd.weights.sum() == pytest.approx(1.0) and sd.density(grid).shape == (11,)
     assert krylov.trace(A, 3, method="hutchinson").n_products == 3
 
@@ -260,3 +270,37 @@ def test_flatten_and_unflatten_check_sizes_with_the_call_site():
     x = g.input("x", ("batch",))
     with pytest.raises(sg.ShapeError, match=r"concrete shapes \(.*test_krylov_arguments.py:"):
         krylov.unflatten(np.zeros(2), [x])
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+def test_dense_matrices_of_any_numeric_kind_are_taken_and_checked():
+    S = np.array([[2.0, 1.0], [1.0, 3.0]])
+    want = krylov.conjugate_gradient(S, np.ones(2)).x
+    np.testing.assert_allclose(want, [0.4, 0.2])
+    np.testing.assert_allclose(krylov.conjugate_gradient(np.asmatrix(S), np.ones(2)).x, want)
+    np.testing.assert_allclose(krylov.top_eigenvalues(S.astype(object), 1), [3.618034], rtol=1e-6)
+    for bad in (np.array([[True, True], [False, True]]), np.array([[1, 2], [0, 1]], np.uint8)):
+        refused(lambda bad=bad: krylov.top_eigenvalues(bad, 1), "must be symmetric")
+
+
+def test_a_float32_hessian_read_in_float64_is_symmetric_enough():
+    # a Hessian computed in float32 is symmetric to ~1e-7 relative: taken, in either dtype
+    g = sg.Graph()
+    X, y = g.input("X", (20, 8), "float32"), g.input("y", (20, 1), "float32")
+    th = g.input("theta", (144,), "float32")
+    W, v = nn.split_flat(th, [(8, 16), (16, 1)])
+    loss = sg.mean((sg.tanh(X @ W) @ v - y) ** 2)
+    rng = np.random.default_rng(0)
+    feed = [rng.standard_normal(s).astype(np.float32) for s in ((20, 8), (20, 1), (144,))]
+    H = sg.compile(sg.hessian(loss, th), [X, y, th])(*feed)
+    top = krylov.top_eigenvalues(H.astype(np.float64), 2)
+    np.testing.assert_allclose(top, np.linalg.eigvalsh(H.astype(np.float64))[::-1][:2], rtol=1e-5)
+    np.testing.assert_allclose(krylov.top_eigenvalues(H, 2), top, rtol=1e-4)
+
+
+def test_moment_takes_real_powers():
+    A = np.diag([1.0, 4.0, 9.0])
+    density = krylov.spectral_density(A, n_probes=4, steps=3, seed=0)
+    np.testing.assert_allclose(density.moment(2.0), density.moment(2), rtol=1e-12)
+    np.testing.assert_allclose(density.moment(0.5), np.mean(np.sqrt([1.0, 4.0, 9.0])), rtol=1e-9)
+    refused(lambda: density.moment(np.nan), "moment", "p")

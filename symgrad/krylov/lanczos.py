@@ -165,7 +165,9 @@ def top_eigenvalues(
     max_steps = count(fn, "max_steps", max_steps, optional=True)
     if max_steps is not None and max_steps < k:
         refuse(fn, f"max_steps = {max_steps} Lanczos steps give fewer than k = {k} eigenvalues")
-    seed = count(fn, "seed", seed, 0)  # later runs use seed + steps
+    seed = count(fn, "seed", seed, 0, optional=True)  # later runs use seed + steps
+    if seed is None:  # fresh entropy, as np.random.default_rng(None) would take
+        seed = int(np.random.default_rng().integers(2**31))
     limit = n if max_steps is None else min(n, max_steps)
     steps = min(limit, max(2 * k + 10, 20))
     result = lanczos(op, steps, seed=seed, restart=True)

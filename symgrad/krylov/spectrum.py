@@ -38,9 +38,9 @@ class SpectralDensity:
         z = (grid[:, None] - self.nodes[None, :]) / sigma
         return np.exp(-0.5 * z**2) @ self.weights / (sigma * np.sqrt(2 * np.pi))
 
-    def moment(self, p: int) -> float:
+    def moment(self, p: float) -> float:
         """Estimate of tr(A^p) / n."""
-        count("SpectralDensity.moment", "p", p, 0)
+        number("SpectralDensity.moment", "p", p)
         return float(self.weights @ self.nodes**p)
 
     @property

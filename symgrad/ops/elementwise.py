@@ -63,14 +63,20 @@ def _adds_pole(on_out: sp.Expr, d: sp.Expr, expr: sp.Expr, nargs: int) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def beyond_float64(expr: sp.Expr) -> sp.Expr | None:
-    """A constant of ``expr`` that float64 cannot hold (inf, nan, 1e400, 10**400), or None."""
-    for c in expr.atoms(sp.Number, sp.NumberSymbol, type(sp.zoo)):
-        try:
-            value = float(c)
+    """A constant part of ``expr`` that float64 cannot hold (inf, nan, 1e400, 10**400,
+    exp(1000)), or None."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if not (isinstance(e, sp.Expr) and e.is_number):
+            stack.extend(e.args)
+            continue
+        try:  # NumPy computes a constant part as its float64 value
+            value = complex(e)
         except (OverflowError, TypeError):
-            return c
-        if not math.isfinite(value):
-            return c
+            return e
+        if not (math.isfinite(value.real) and math.isfinite(value.imag)):
+            return e
     return None
 
 

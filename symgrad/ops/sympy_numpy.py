@@ -226,6 +226,8 @@ def _translate(e, b):
         if not e.is_finite:
             raise GraphError(f"elementwise expression has a non-finite constant {e}")
         return b.number(float(e))
+    if isinstance(e, sp.NumberSymbol):  # pi, E, ...: their float64 values
+        return b.number(float(e))
     if isinstance(e, sp.Add):
         pos = [a for a in e.args if not a.could_extract_minus_sign()]
         neg = [_negated(a) for a in e.args if a.could_extract_minus_sign()]
