@@ -281,3 +281,40 @@ def test_a_group_of_numbers_alone_fuses_into_a_filled_value_without_folding(buil
     fn = sg.compile(y, [x], rewrites={"exclude": ["fold_constant", "fold_uniform"]})
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(fn(xv), [np.nan, np.inf, np.inf])
+
+
+def test_a_fused_kernel_subtracting_a_sum_keeps_its_terms():
+    # -(e - t) is written as -e + t without SymPy evaluating it: evaluated, it flattened and
+    # cancelled the kernel's sums, giving a bare 0 (a 0-d output, a matmul that failed on it)
+    # and other roundings than the graph's
+    g = sg.Graph()
+    a, b, c, d, e, h = (g.input(n, (2, 3)) for n in "abcdeh")
+    t = a * b + c * d
+    y = (-e + t) + (e - t)
+    y = y + y
+    z = ((-e + t) + (h - t)) * 2.0
+    C = g.constant(np.eye(3))
+    outs = [y, y @ C, z]
+    vals = [np.ones((2, 3)) for _ in range(6)]
+    vals[0][0, :] = [1e16, 3.0, 1e-3]
+    vals[4][0, 0], vals[4][1, :] = np.inf, [0.1, 0.2, 1e-17]
+    vals[5][1, :] = [0.7, 0.9, 2e-17]
+    feed = dict(zip([a, b, c, d, e, h], vals))
+    for out in outs:  # each compiled alone, as its own kernel
+        with np.errstate(invalid="ignore"):
+            got = sg.compile(out, [a, b, c, d, e, h])(*vals)
+            want = sg.evaluate(out, feed)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)  # the same operations in the same order
+
+
+def test_a_tangent_that_cancels_to_zero_feeds_a_matmul():
+    g = sg.Graph()
+    x, v = g.input("x", ("batch", 3)), g.input("v", ("batch", 3))
+    z = x @ g.constant(np.arange(9.0).reshape(3, 3) / 10)
+    loss = sg.mean(sg.softmax((z + z) - (z + z), axis=1) ** 2)
+    (hv,) = sg.hvp(loss, [x], [v])
+    fn = sg.compile(hv, [x, v])
+    for n in (2, 5):
+        xv, vv = np.ones((n, 3)), np.ones((n, 3))
+        np.testing.assert_array_equal(fn(xv, vv), sg.evaluate(hv, {x: xv, v: vv}))

@@ -303,6 +303,8 @@ def _negated(a: sp.Expr) -> sp.Expr:
         if c == 1:
             return rest[0] if len(rest) == 1 else sp.Mul(*rest, evaluate=False)
         return sp.Mul(c, *rest, evaluate=False)
+    if isinstance(a, sp.Add):  # -a would distribute and let SymPy cancel a fused kernel's sums
+        return sp.Add(*map(_negated, a.args), evaluate=False)
     return -a
 
 
