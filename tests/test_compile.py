@@ -661,3 +661,15 @@ def test_views_made_once_never_share_a_name_with_the_kernels_temporaries():
     codegen = sys.modules["symgrad.compile.codegen"]
     with pytest.raises(ValueError, match="may not start with 't'"):
         codegen.EmitContext(None).const(np.zeros(3), "t")
+
+
+@pytest.mark.parametrize("shapes", [((4, 2, 3), (3, 0)), ((4, 2, 0), (0, 3)), ((4, 2, 3), (3, 5))])
+def test_a_batch_of_matrices_times_a_matrix_with_an_empty_dim(shapes):
+    # the stacked-rows product reshapes its buffers to 2-D: -1 cannot stand beside a 0 dim
+    g = sg.Graph()
+    x, W = g.input("x", shapes[0]), g.input("W", shapes[1])
+    y = sg.sin(sg.tanh(x) @ W)
+    xv, wv = np.ones(shapes[0]), np.ones(shapes[1])
+    got = sg.compile(y, [x, W])(xv, wv)
+    assert got.shape == shapes[0][:2] + shapes[1][1:]
+    np.testing.assert_allclose(got, np.sin(np.tanh(xv) @ wv), rtol=1e-15)

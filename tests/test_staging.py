@@ -117,3 +117,21 @@ def test_a_staged_function_takes_the_users_tensors_again():
     other = sg.Graph().input("X", (2, 3))  # same name, another graph: refused
     with pytest.raises(sg.InputError, match="is not an input or variable"):
         once.specialize({other: np.ones((2, 3))})
+
+
+def test_specializing_a_piecewise_kernel_near_divisions():
+    # staged, c is a number: cancel_division wrote out leaky_relu(c) pieces beside divisions,
+    # and SymPy's count of a divisor failed ordering zoo in a piece's condition
+    g = sg.Graph()
+    c, x = g.input("c", ()), g.input("x", ("batch", 3))
+    s = sg.sum(x, axis=1)
+    t6 = s / (sg.leaky_relu(c) ** 2 + 1.0)
+    t11 = sg.tanh(c + s) * 0.5 + (c + s) * 2.0
+    t15 = t6 + 1.0 / (t11 * t11 + 1.0)
+    y = sg.where(t15 > 0.1, t15, t11)
+    fn = sg.compile(y, [c, x])
+    xv = np.random.default_rng(0).standard_normal((7, 3))
+    for cv in (0.13212972, 0.5, 2.0, -0.3):
+        staged = fn.specialize({c: np.array(cv)})
+        np.testing.assert_allclose(staged(xv), fn(cv, xv), rtol=1e-14)
+        np.testing.assert_allclose(staged(xv), sg.evaluate(y, {c: cv, x: xv}), rtol=1e-14)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import ShapeError, format_shape
@@ -66,7 +68,8 @@ def _stacked_rows(ctx, out: str, a: list[str]) -> str | None:
     if out_array is None or left is None:
         return None  # written or read through 2-D views made once; else a copy every call
     k, n = shapes[1]
-    rows, stacked = ctx.const(out_array.reshape(-1, n), "s"), ctx.const(left.reshape(-1, k), "s")
+    m = math.prod(shapes[0][:-1])  # (not -1: a reshape cannot infer it beside a 0-size dim)
+    rows, stacked = ctx.const(out_array.reshape(m, n), "s"), ctx.const(left.reshape(m, k), "s")
     return f"np.dot({stacked}, {a[1]}, {rows})"
 
 

@@ -260,11 +260,13 @@ def _sigmoid_complements(expr: sp.Expr) -> sp.Expr | None:
 
 def _factored_over_divisors(expr: sp.Expr) -> sp.Expr | None:
     """``expr`` factored, when that leaves no division but by numbers; else None."""
+    if piecewise(expr) or beyond_float64(expr) is not None:
+        return None  # pieces do not factor (and SymPy cannot order zoo in their conditions)
     divisors = denominators(expr)
     if not any(expr.count(d) > 1 for d in divisors):
         return None  # no divisor is also a factor elsewhere: nothing to cancel
-    if len(divisors) > CANCEL_MAX_DIVISORS or piecewise(expr):
-        return None  # factoring time grows fast with them (and pieces do not factor)
+    if len(divisors) > CANCEL_MAX_DIVISORS:
+        return None  # factoring time grows fast with them
     if len(expr.free_symbols) + len(expr.atoms(sp.Function)) > CANCEL_MAX_GENERATORS:
         return None
     # floats that are short binary fractions (1.0, 0.25, 1/batch) as those fractions: SymPy
