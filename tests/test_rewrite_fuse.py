@@ -318,3 +318,46 @@ def test_a_tangent_that_cancels_to_zero_feeds_a_matmul():
     for n in (2, 5):
         xv, vv = np.ones((n, 3)), np.ones((n, 3))
         np.testing.assert_array_equal(fn(xv, vv), sg.evaluate(hv, {x: xv, v: vv}))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda x, z: -1 / (x * z),
+        lambda x, z: -1 / (x * sg.relu(z - 3)),
+        lambda x, z: -1 / sg.square(sg.log(x) * sg.sigmoid(z)),
+        lambda x, z: -1 / sg.square(sg.relu(x)),  # 1 / 0 moved into the relu's zero piece
+    ],
+)
+def test_negated_reciprocals_in_fused_kernels(build):
+    # -1 / d is written -(1 / d) without SymPy moving the 1 / d into d (it failed to compile)
+    g = sg.Graph()
+    x, z = g.input("x", (3,)), g.input("z", (3,))
+    y = build(x, z)
+    xv, zv = np.array([0.5, 2.0, -1.0]), np.array([4.0, 1.0, 3.0])
+    with np.errstate(all="ignore"):
+        got = sg.compile(y, [x, z])(xv, zv)
+        want = sg.evaluate(y, {x: xv, z: zv})
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+
+
+def test_integer_negations_are_not_moved_past_a_promotion():
+    # -u of a uint8 wraps around (-1 is 255) before it meets the float: x + (-u) is not x - u
+    g = sg.Graph()
+    x, u = g.input("x", (3,)), g.input("u", (3,), "uint8")
+    outs = [x + (-u), x - (-u), (-u) * x, x / (-u)]
+    xv, uv = np.array([0.5, 1.5, -2.0]), np.array([1, 2, 0], np.uint8)
+    with np.errstate(all="ignore"):
+        got = sg.compile(outs, [x, u])(xv, uv)
+        want = [xv + (-uv), xv - (-uv), (-uv) * xv, xv / (-uv)]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_mean_of_integers_sums_in_floats():
+    g = sg.Graph()
+    i = g.input("i", (3,), "int64")
+    iv = np.array([2**62, 2**62, 5])
+    got = sg.compile(sg.mean(i), [i])(iv)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, np.mean(iv), rtol=1e-15)

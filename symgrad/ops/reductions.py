@@ -71,9 +71,11 @@ def _emit(name: str, ctx, x: str, attrs: dict, out: str | None) -> str:
         faster = _sum_by_blas(ctx, x, axes, keepdims, out) or _middle_sum(ctx, x, axes, out)
         if faster is not None:
             return faster
-    call = f"{_REDUCER[name]}.reduce({x}, {axes!r}, None, {out}, {keepdims!r})"
     if name != "mean":
-        return call
+        return f"{_REDUCER[name]}.reduce({x}, {axes!r}, None, {out}, {keepdims!r})"
+    # summed in the mean's own float dtype, as np.mean does (int64 sums would wrap around)
+    dtype = ctx.const(np.dtype(ctx.node_dtype), "k") if ctx.node_dtype else None
+    call = f"np.add.reduce({x}, {axes!r}, {dtype}, {out}, {keepdims!r})"
     # the mean divides by the number of reduced elements, read off the argument's shape
     count = " * ".join(f"{x}.shape[{a}]" for a in axes) or "1"
     if out is None:  # the operator: NumPy's scalar division when the sum is one number

@@ -241,7 +241,9 @@ def _translate(e, b):
                 num.append(f)
         if num and num[0] == -1:
             rest = num[1:] or [sp.Integer(1)]
-            return b.neg(_walk(sp.Mul(*rest, *[1 / d for d in den], evaluate=False), b))
+            # (1 / d evaluated would move into d: a product of reciprocals, 1/0 in a piece)
+            inverses = [sp.Pow(d, -1, evaluate=False) for d in den]
+            return b.neg(_walk(sp.Mul(*rest, *inverses, evaluate=False), b))
         top = b.mul([_factor(a, b, num) for a in num]) if len(num) > 1 else _walk(num[0], b)
         if not den:
             return top

@@ -53,9 +53,12 @@ for _name, (_op, _positions, _value, _result, _doc) in IDENTITIES.items():
 
 # ---- signs: negations move outward, where they cancel or fold into add and sub ------------
 def unary_neg(rw: Rewriter, n: int) -> int | None:
-    """x when node ``n`` is -x."""
+    """x when node ``n`` is -x of floats (an integer's negation wraps around, -uint8(1) is
+    255: moved past a promotion to float, it would change the value)."""
     e = rw.expr(n)
-    return rw.args(n)[0] if e is not None and e == NEG else None
+    if e is None or e != NEG or np.dtype(rw.dtype(n)).kind != "f":
+        return None
+    return rw.args(n)[0]
 
 
 def recip_arg(rw: Rewriter, n: int) -> int | None:
