@@ -361,3 +361,25 @@ def test_the_mean_of_integers_sums_in_floats():
     got = sg.compile(sg.mean(i), [i])(iv)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, np.mean(iv), rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "dtype, build, values",
+    [
+        ("uint8", lambda u: sg.sqrt(u * 2.0), [200, 16, 255]),
+        ("uint8", lambda u: sg.tanh(u + 1.0) * 3.0, [255, 0, 7]),
+        ("int32", lambda u: sg.sqrt(u * 1e6), [3000, 1, 7]),
+        ("float16", lambda u: sg.log(u * u.graph.constant(np.float64(1e300))), [2.0, 3.0, 0.5]),
+    ],
+)
+def test_a_constant_beside_a_narrower_argument_promotes_first(dtype, build, values):
+    # a Python number beside a uint8 array is computed in uint8 by NumPy: such a constant
+    # stays an array of the op's dtype, which promotes the narrower argument first
+    g = sg.Graph()
+    u = g.input("u", (3,), dtype)
+    y = build(u)
+    uv = np.array(values, dtype)
+    got = sg.compile(y, [u])(uv)
+    want = sg.evaluate(y, {u: uv})
+    assert got.dtype == want.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-15)

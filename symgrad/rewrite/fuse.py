@@ -145,8 +145,12 @@ def expression_node(rw: Rewriter, root: int, expr: sp.Expr, leaves: list[int]):
 
 
 def _inline(rw: Rewriter, a: int, m: int):
-    """A scalar constant of m's own dtype, as a number in the expression (None otherwise)."""
+    """A scalar constant of m's own dtype, as a number in the expression (None otherwise).
+    Only where all of m's arguments have its dtype: NumPy computes a Python number beside a
+    narrower array in the array's dtype (uint8 * 2.0 wraps), where m promotes first."""
     if rw.op(a) != "constant" or rw.shape(a) or rw.dtype(a) != rw.dtype(m):
+        return None
+    if any(rw.dtype(x) != rw.dtype(m) for x in rw.args(m)):
         return None
     v = rw.attrs(a)["value"].item()
     if isinstance(v, bool) or not np.isfinite(v):
