@@ -1041,3 +1041,14 @@ def test_numeric_grad_with_integer_labels():
     zv, yv = np.zeros((2, 3)), np.array([0, 2])
     got = sg.numeric_grad(sg.sum(sg.cross_entropy(z, y)), {z: zv, y: yv}, z)
     np.testing.assert_allclose(got, np.full((2, 3), 1 / 3) - _onehot(yv, 3), rtol=1e-8)
+
+
+def test_the_evaluator_propagates_nan_through_max_and_min_as_numpy():
+    g = sg.Graph()
+    a, b = g.input("a", (3,)), g.input("b", (3,))
+    outs = [sg.maximum(a, b), sg.maximum(b, a), sg.minimum(a, b), sg.relu(a)]
+    av, bv = np.array([np.nan, 1.0, np.nan]), np.array([1.0, np.nan, np.nan])
+    want = [np.maximum(av, bv), np.maximum(bv, av), np.minimum(av, bv), np.maximum(av, 0.0)]
+    for got in (sg.evaluate(outs, {a: av, b: bv}), sg.compile(outs, [a, b])(av, bv)):
+        for x, w in zip(got, want):
+            np.testing.assert_array_equal(x, w)

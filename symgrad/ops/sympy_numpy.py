@@ -162,7 +162,7 @@ class _Source:
 class _Values:
     """Walker backend that computes NumPy values (the reference evaluator)."""
 
-    minmax = False  # the reference keeps np.where, exactly as the expression says
+    minmax = True  # max and min as NumPy computes them: a nan argument gives nan, as compiled
 
     def __init__(self, arrays):
         self.arrays = arrays
