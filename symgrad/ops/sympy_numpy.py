@@ -115,8 +115,6 @@ LOGIC = {sp.And: ("np.logical_and", np.logical_and), sp.Or: ("np.logical_or", np
 class _Source:
     """Walker backend that writes NumPy source text."""
 
-    minmax = True  # Piecewise((a, a > b), (b, True)) is written np.maximum(a, b)
-
     def __init__(self, argnames):
         self.argnames = argnames
         self.memo: dict = {}  # subexpression -> its source (or the name of its statement)
@@ -161,8 +159,6 @@ class _Source:
 
 class _Values:
     """Walker backend that computes NumPy values (the reference evaluator)."""
-
-    minmax = True  # max and min as NumPy computes them: a nan argument gives nan, as compiled
 
     def __init__(self, arrays):
         self.arrays = arrays
@@ -258,7 +254,8 @@ def _translate(e, b):
             return b.div(b.number(1.0), _walk(inverse, b))
         return b.pow(_walk(base, b), _walk(ex, b))
     if isinstance(e, sp.Piecewise):
-        fold = _max_min(e) if b.minmax else None
+        # Piecewise((a, a > b), (b, True)) is np.maximum(a, b): a nan argument gives nan
+        fold = _max_min(e)
         if fold is not None:
             return b.call(FOLDS[fold[0]], [_walk(fold[1], b), _walk(fold[2], b)])
         (last, _), rest = e.args[-1], e.args[:-1]
@@ -290,9 +287,9 @@ def indicator(e) -> sp.Basic | None:
 
 
 def _factor(f, b, factors):
-    """A product's factor; in source, an indicator beside a non-indicator factor is written as
-    its bool condition: x * (c) keeps x's dtype, where np.where(c, 1, 0) would be int64."""
-    cond = indicator(f) if b.minmax else None
+    """A product's factor; an indicator beside a non-indicator factor is written as its bool
+    condition: x * (c) keeps x's dtype, where np.where(c, 1, 0) would be int64."""
+    cond = indicator(f)
     if cond is not None and any(indicator(g) is None and not g.is_Number for g in factors):
         return _walk(cond, b)
     return _walk(f, b)
