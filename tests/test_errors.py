@@ -38,6 +38,11 @@ class Env:
         ce = sg.cross_entropy(self.x, self.labels).mean()
         self.fce = sg.compile([ce, sg.grad(ce, self.x)], [self.x, self.labels])
         self.fgrad = sg.compile(sg.grad(ce, self.x), [self.x, self.labels])  # no forward loss
+        # a bool used as a number, under an op whose derivative rule would negate or sign it
+        self.sig_bool = sg.sum(sg.sigmoid(self.x > 0))
+        self.abs_bool = sg.sum(sg.abs(self.x > 0) * self.x)
+        self.mask_mul = sg.sum(sg.cast(self.x > 0, "float64") * self.x)
+        self.int_cast = sg.sum(sg.cast(sg.cast(self.x, "int64"), "float64"))
 
 
 def site(fn) -> str:
@@ -80,6 +85,11 @@ BUILD = [  # (id, error, bad call, words the message must contain)
     ("text input", S, lambda e: e.g.input("t", dtype="U3"), ["input", "'t'", "<U3"]),
     ("non-scalar grad", D, lambda e: sg.grad(e.y, e.x), ["scalar", "tanh", "(2, 3)"]),
     ("int wrt", D, lambda e: sg.grad(e.s, e.labels), ["'labels'", "int64"]),
+    ("sigmoid of bool", D, lambda e: sg.grad(e.sig_bool, e.x), ["sigmoid", "bool", "greater"]),
+    ("abs of bool", D, lambda e: sg.grad(e.abs_bool, e.x), ["mul", "abs", "bool"]),
+    ("bool as number", D, lambda e: sg.grad(e.mask_mul, e.x), ["cast", "bool -> float64"]),
+    ("int cast", D, lambda e: sg.grad(e.int_cast, e.x), ["cast", "float64", "int64"]),
+    ("hvp through bool", D, lambda e: sg.hvp(e.sig_bool, e.x, e.x), ["sigmoid", "bool"]),
 ]
 
 

@@ -143,7 +143,20 @@ def scale(g: Tensor, d):
     return g * d
 
 
+def _refuse_non_float(node, i: int, x) -> None:
+    # a comparison's bool (or an int cast) reached from the wrt nodes, used as a number here
+    if not is_float(x.dtype):
+        raise DifferentiationError(
+            f"cannot differentiate {node.graph.describe(node.node)} through its {x.dtype} "
+            f"argument {i} ({node.graph.describe(x.node)}): it has no derivative; "
+            f"requested at {user_site()}"
+        )
+
+
 def _vjp(node, g, needed):
+    for i, x in enumerate(node.args):
+        if needed[i]:
+            _refuse_non_float(node, i, x)
     return [scale(g, partial(node, i)) if needed[i] else None for i in range(len(needed))]
 
 
@@ -154,11 +167,7 @@ def _jvp(node, tangents):
     for i, (t, x) in enumerate(zip(tangents, node.args)):
         if t is None:
             continue
-        if not is_float(x.dtype):  # a comparison's marker tangent, used as a number here
-            raise DifferentiationError(
-                f"cannot differentiate {node.graph.describe(node.node)} through its {x.dtype} "
-                f"argument {i} ({node.graph.describe(x.node)}): it has no derivative"
-            )
+        _refuse_non_float(node, i, x)
         c = scale(expand_tangent(t, x, node), partial(node, i))
         if c is not None:
             total = c if total is None else total + c

@@ -591,7 +591,8 @@ def _compare_jvp(node, tangents):
 def _compare_vjp(node, g, needed):
     raise DifferentiationError(
         f"cannot differentiate through the comparison {node.graph.describe(node.node)}: "
-        "its bool result is used as a number; use sg.where to select by it"
+        f"its bool result is used as a number; use sg.where to select by it; "
+        f"requested at {user_site()}"
     )
 
 
@@ -645,7 +646,8 @@ def _check_cast(ans, x, dtype):
     if not (is_float(x.dtype) and is_float(dtype)):
         raise DifferentiationError(
             f"cannot differentiate through cast {x.dtype} -> {dtype} "
-            f"({ans.graph.describe(ans.node)}): integer and bool values have no derivative"
+            f"({ans.graph.describe(ans.node)}): integer and bool values have no derivative; "
+            f"requested at {user_site()}"
         )
 
 
