@@ -333,10 +333,21 @@ def test_fused_head_is_finite_at_extreme_logits(shape, dtype):
     # a loss is a difference of numbers near 1000 in the reference: within their rounding
     want_loss = reference_lse(z, -1) - picked
     np.testing.assert_allclose(losses, want_loss, rtol=tol(dtype), atol=1000 * tol(dtype))
-    # the one-call path of a few elements computes exp(z - lse): within the rounding of
-    # logits of 1000; the shifted paths are exact to a few roundings of the result
-    near = 1000 * tol(dtype) if z.size <= 64 else tol(dtype)
+    # the one-call path of a few float64 elements computes exp(z - lse): within the rounding
+    # of logits of 1000; the shifted paths are exact to a few roundings of the result
+    near = 1000 * tol(dtype) if z.size <= 64 and dtype == np.float64 else tol(dtype)
     np.testing.assert_allclose(grad, reference_residual(z, y, 0.5), rtol=near, atol=near)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("rows", [1, 4, 40])  # a few elements, and more than 64
+def test_fused_head_of_narrow_floats_is_exact_at_tied_large_logits(rows, dtype):
+    z = np.full((rows, 2), 1000.0, dtype)  # log 2 and 1/2 exactly, whatever the logits
+    y = np.zeros(rows, np.int64)
+    losses, grad = np.empty(rows, dtype), np.empty((rows, 2), dtype)
+    rt.softmax_cross_entropy(z, y, losses, grad)
+    np.testing.assert_allclose(losses, np.log(2.0), rtol=2 * np.finfo(dtype).eps)
+    np.testing.assert_array_equal(grad, np.tile(np.array([-0.5, 0.5], dtype), (rows, 1)))
 
 
 def test_fused_head_rejects_a_label_out_of_range_before_writing():
