@@ -590,7 +590,9 @@ def test_failed_fits_and_operators_leave_the_graph_as_it_was():
     net = sg.nn.mlp([2, 3, 2], seed=0)
     X, y = np.ones((4, 2)), np.array([0, 1, 0, 1])
     before = len(net.graph)
-    for kwargs in ({"batch_size": 0}, {"epochs": "a"}, {"optimizer": sg.nn.SGD(lr="a")}):
+    changed = sg.nn.SGD(lr=0.1)
+    changed.lr = "a"  # refused when built; after that, when the step is made
+    for kwargs in ({"batch_size": 0}, {"epochs": "a"}, {"optimizer": changed}):
         with pytest.raises(sg.SymgradError):
             sg.nn.fit(net, X, y, quiet=True, **kwargs)
         assert len(net.graph) == before

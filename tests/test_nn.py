@@ -208,7 +208,7 @@ def test_fit_digits_with_adam_and_history(digits):
     n = len(h.epoch)
     assert n == 8 and h.stopped == "epochs"
     assert len(h.loss) == len(h.val_loss) == len(h.val_accuracy) == len(h.time) == n
-    assert h.passes == [21 * e for e in range(1, 9)]  # 1347 rows in batches of 64
+    assert h.passes == [22 * e for e in range(1, 9)]  # 1347 rows: 22 batches of 61 or 62
     assert all(np.diff(h.time) > 0)
     assert h.loss[-1] < h.loss[0] / 5
     assert h.val_accuracy[-1] >= 0.93
@@ -328,3 +328,124 @@ def test_mse_targets_of_another_width_are_refused():
     net = nn.mlp([3, 4, 2], seed=0)
     with pytest.raises(sg.InputError, match=r"targets of shape \(5, 3\) do not fit"):
         nn.fit(net, np.ones((5, 3)), np.ones((5, 3)), loss="mse", epochs=1, quiet=True)
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: nn.SGD(-0.1), "SGD: lr must be a finite number >= 0, got -0.1"),
+        (lambda: nn.SGD(float("nan")), "lr must be a finite number >= 0, got nan"),
+        (lambda: nn.SGD(lr="0.1"), "lr must be a finite number"),
+        (lambda: nn.SGD(0.1, weight_decay=-1.0), "weight_decay must be a finite number >= 0"),
+        (lambda: nn.Momentum(0.1, momentum=-0.5), "momentum must be a finite number >= 0 and < 1"),
+        (lambda: nn.Nesterov(0.1, momentum=1.0), "Nesterov: momentum must be"),
+        (lambda: nn.Adam(beta1=1.0), "Adam: beta1 must be a finite number >= 0 and < 1, got 1.0"),
+        (lambda: nn.Adam(beta2=1.5), "beta2 must be a finite number >= 0 and < 1"),
+        (lambda: nn.Adam(eps=-1e-8), "eps must be a finite number >= 0"),
+    ],
+)
+def test_optimizers_refuse_settings_that_diverge_or_give_nan(make, words):
+    with pytest.raises(sg.InputError) as info:
+        make()
+    assert words in str(info.value)
+    assert f"{__file__}:" in str(info.value)  # the line that built the optimizer
+
+
+def test_an_optimizer_changed_after_construction_is_checked_again():
+    X, y = nn.xor()
+    net = nn.mlp([2, 4, 2], seed=0)
+    opt, before = nn.SGD(0.1), net.get_values()
+    opt.lr = -0.1
+    with pytest.raises(sg.InputError, match="lr must be a finite number >= 0"):
+        nn.fit(net, X, y, optimizer=opt, epochs=1, quiet=True)
+    for b, a in zip(before, net.get_values()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "n, size, want",
+    [(63, 32, [32, 31]), (64, 32, [32, 32]), (100, 30, [25] * 4), (5, 2, [2, 2, 1]), (7, 9, [7])],
+)
+def test_batches_hold_at_most_batch_size_rows(n, size, want):
+    parts = nn.fit.__globals__["batches"](n, size, np.random.default_rng(0))
+    assert [len(p) for p in parts] == want
+    assert sorted(np.concatenate(parts).tolist()) == list(range(n))  # each row once
+
+
+def test_fit_checks_every_label_before_the_first_update():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 3)), rng.integers(0, 3, 200)
+    y[150] = 7  # met in the middle of the first epoch
+    net = nn.mlp([3, 4, 3], seed=0)
+    before = net.get_values()
+    with pytest.raises(sg.InputError, match=r"labels must lie in \[0, 3\).*got \[7\]"):
+        nn.fit(net, X, y, epochs=1, batch_size=10, quiet=True)
+    with pytest.raises(sg.InputError, match=r"labels must lie in \[0, 3\).*got \[-1\]"):
+        nn.fit(net, X[:10], y[:10], epochs=1, validation=(X[:4], [0, 1, 2, -1]), quiet=True)
+    for b, a in zip(before, net.get_values()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"loss": "nope"}, "loss must be one of"),
+        ({"optimizer": "adagrad"}, "optimizer must be one of"),
+        ({"optimizer": 0.1}, "optimizer must be an optimizer (with make_step)"),
+        ({"seed": -1}, "seed must be a non-negative int"),
+        ({"validation": (np.ones((2, 2)),)}, "validation must be a pair (X, y)"),
+        ({"target_loss": "a"}, "target_loss must be a finite number"),
+        ({"target_loss": float("nan")}, "target_loss must be a finite number"),
+        ({"max_passes": 0}, "max_passes must be a positive int"),
+        ({"patience": 2}, "patience counts epochs without a better validation loss"),
+    ],
+)
+def test_fit_refuses_bad_settings_before_training(kwargs, words):
+    X, y = nn.xor()
+    net = nn.mlp([2, 4, 2], seed=0)
+    before, nodes = net.get_values(), net.graph.nx.number_of_nodes()
+    with pytest.raises(sg.InputError) as info:
+        nn.fit(net, X, y, epochs=2, quiet=True, **kwargs)
+    assert words in str(info.value) and f"{__file__}:" in str(info.value)
+    assert net.graph.nx.number_of_nodes() == nodes
+    for b, a in zip(before, net.get_values()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(sg.InputError, match="X must hold numbers"):
+        nn.fit(net, np.array([["a", "b"]] * 4), y, epochs=1, quiet=True)
+
+
+def test_fit_takes_an_optimizer_by_name():
+    X, y = nn.xor()
+    net = nn.mlp([2, 8, 2], "tanh", seed=0)
+    h = nn.fit(net, X, y, optimizer="adam", epochs=30, batch_size=None, quiet=True)
+    assert h.loss[-1] < h.loss[0]
+    names = [name for _, name in net.graph.nx.nodes(data="name") if name]
+    assert any(name.endswith(".adam.m") for name in names)  # Adam's state, with defaults
+
+
+def test_unknown_initializer_names_the_known_ones():
+    with pytest.raises(sg.GraphError, match=r"unknown initializer 'nope'; known: \['glorot"):
+        nn.mlp([2, 3], init="nope")
+
+
+def test_accuracy_refuses_labels_of_another_shape():
+    logits = np.array([[2.0, 0], [0, 2], [2, 0], [0, 2]])
+    assert nn.accuracy(logits, np.array([0, 1, 0, 0])) == 0.75
+    for labels in (np.array([[0], [1], [0], [1]]), np.array([0, 1, 0])):
+        with pytest.raises(
+            sg.InputError, match=r"accuracy needs logits of shape \(\.\.\., classes"
+        ):
+            nn.accuracy(logits, labels)
+
+
+def test_set_values_checks_count_and_shapes_before_writing():
+    net = nn.mlp([3, 4, 2], seed=0)
+    before = net.get_values()
+    bad = [np.zeros_like(v) for v in before]
+    bad[2] = np.array(1.0)  # would fill the (4, 2) matrix by broadcasting
+    with pytest.raises(sg.InputError, match=r"needs shape \(4, 2\), got \(\)"):
+        net.set_values(bad)
+    with pytest.raises(sg.InputError, match="needs 4 arrays, one per parameter, got 3"):
+        net.set_values(before[:3])
+    for b, a in zip(before, net.get_values()):
+        np.testing.assert_array_equal(a, b)

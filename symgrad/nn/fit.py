@@ -13,8 +13,9 @@ import numpy as np
 from ..compile.function import Function, compile
 from ..errors import InputError, user_site
 from ..graph import Graph, Tensor
+from ..validate import choice, count, generator, number, refuse
 from .losses import Loss, accuracy, get_loss
-from .optim import Momentum
+from .optim import OPTIMIZERS, Momentum
 from .problem import Problem, Step, fresh_name
 
 
@@ -35,7 +36,9 @@ class StepMaker(Protocol):
 
 @dataclass
 class History:
-    """Per-epoch records of a ``fit`` run, ready to plot (lists of equal length)."""
+    """Per-epoch records of a ``fit`` run, ready to plot: one entry per epoch in every list,
+    except ``val_loss`` (empty without validation data) and ``val_accuracy`` (empty too
+    unless the loss takes class labels)."""
 
     epoch: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)  # mean training batch loss
@@ -77,10 +80,12 @@ def supervised_problem(model: Model, X: np.ndarray, loss: str | Loss) -> Problem
 
 
 def batches(n: int, batch_size: int | None, rng: np.random.Generator) -> list[np.ndarray]:
-    """Index arrays of one shuffled epoch in near-equal minibatches (all rows if None)."""
+    """Index arrays of one shuffled epoch in the fewest near-equal minibatches of at most
+    ``batch_size`` rows (all rows if None): 63 rows by 32 give 32 + 31, and 100 by 30 give
+    4 x 25 rather than a last batch of 10 whose gradient would be much noisier."""
     if batch_size is None or batch_size >= n:
         return [np.arange(n)]
-    return np.array_split(rng.permutation(n), n // batch_size)
+    return np.array_split(rng.permutation(n), -(-n // batch_size))
 
 
 def _progress(epochs: int, desc: str, quiet: bool):
@@ -115,33 +120,50 @@ def fit(
     """Train ``model`` on (X, y) and return the History.
 
     Each minibatch is one call of the optimizer's compiled step (forward, backward and update;
-    for ``krylov.HessianFree`` one truncated-Newton iteration). ``batch_size=None`` trains
-    full-batch. Training stops after ``epochs``, after ``patience`` epochs without a better
-    validation loss (restoring the best parameters if ``restore_best``), once the epoch's
-    training loss is below ``target_loss``, once ``max_passes`` gradient-equivalent passes are
-    spent, or when ``callback(epoch, history)`` returns True. ``quiet`` hides the progress bar.
+    for ``krylov.HessianFree`` one truncated-Newton iteration). An epoch shuffles the rows
+    (``seed``) into the fewest near-equal batches of at most ``batch_size`` rows;
+    ``batch_size=None`` trains full-batch. ``optimizer`` is an optimizer object or a name
+    from ``OPTIMIZERS`` with its default settings; None means ``Momentum(lr=0.05)``.
+    Training stops after ``epochs``, after ``patience`` epochs without a better validation
+    loss (restoring the best parameters if ``restore_best``), once the epoch's training loss
+    is below ``target_loss``, once ``max_passes`` gradient-equivalent passes are spent, or
+    when ``callback(epoch, history)`` returns True. ``quiet`` hides the progress bar.
+
+    Every argument, and every class label, is checked before the first update.
     """
     loss = get_loss(loss)
-    optimizer = Momentum(lr=0.05) if optimizer is None else optimizer
-    # (name, value, least): None means "not used" for all but epochs
-    for name, value, least in (
-        ("epochs", epochs, 0),
-        ("patience", patience, 1),
-        ("batch_size", batch_size, 1),
+    if optimizer is None:
+        optimizer = Momentum(lr=0.05)
+    elif isinstance(optimizer, str):
+        choice("fit", "optimizer", optimizer, OPTIMIZERS)
+        optimizer = OPTIMIZERS[optimizer]()
+    elif not callable(getattr(optimizer, "make_step", None)):
+        refuse(
+            "fit",
+            f"optimizer must be an optimizer (with make_step) or one of {sorted(OPTIMIZERS)}, "
+            f"got {type(optimizer).__name__}",
+        )
+    count("fit", "epochs", epochs, least=0)
+    count("fit", "patience", patience, optional=True)
+    count("fit", "batch_size", batch_size, optional=True)
+    count("fit", "max_passes", max_passes, optional=True)
+    number("fit", "target_loss", target_loss, optional=True)
+    rng = generator("fit", seed)
+    if validation is not None and not (
+        isinstance(validation, tuple | list) and len(validation) == 2
     ):
-        if (value is not None or name == "epochs") and (
-            not isinstance(value, int) or isinstance(value, bool) or value < least
-        ):
-            raise InputError(
-                f"fit: {name} must be a {'positive' if least else 'non-negative'} int, "
-                f"got {value!r} ({user_site()})"
-            )
+        refuse("fit", f"validation must be a pair (X, y), got {type(validation).__name__}")
+    if patience is not None and validation is None:
+        refuse("fit", "patience counts epochs without a better validation loss: give validation")
     with model.graph.transaction():  # a bad argument found while compiling leaves no nodes
         t0 = time.perf_counter()
         problem = supervised_problem(model, X, loss)
         step = optimizer.make_step(problem)
         compile_time = time.perf_counter() - t0
-        Xd = np.asarray(X, dtype=problem.inputs[0].dtype)
+        try:
+            Xd = np.asarray(X, dtype=problem.inputs[0].dtype)
+        except (TypeError, ValueError):
+            refuse("fit", f"X must hold numbers, got {type(X).__name__}")
         yd = loss.targets(y, problem.outputs)
         if len(Xd) != len(yd):
             raise InputError(
@@ -150,7 +172,6 @@ def fit(
         check = _validator(problem, loss, validation) if validation is not None else None
     history = History(problem=problem, step=step, compile_time=compile_time)
     best, best_values, waited = np.inf, None, 0
-    rng = np.random.default_rng(seed)
     bar = _progress(epochs, desc, quiet)
     elapsed = 0.0
     for epoch in range(1, epochs + 1):

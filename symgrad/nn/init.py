@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import GraphError, user_site
+
 Initializer = Callable[[np.random.Generator, tuple, str], np.ndarray]
 
 
@@ -68,4 +70,5 @@ def get_initializer(init: str | Initializer) -> Initializer:
     try:
         return INITIALIZERS[init]
     except KeyError:
-        raise ValueError(f"unknown initializer {init!r}; known: {sorted(INITIALIZERS)}") from None
+        known = sorted(INITIALIZERS)
+        raise GraphError(f"unknown initializer {init!r}; known: {known} ({user_site()})") from None

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .. import ops
-from ..errors import GraphError, user_site
+from ..errors import GraphError, InputError, format_shape, user_site
 from ..graph import Graph, Tensor
 from .init import Initializer, get_initializer
 
@@ -126,8 +126,22 @@ class MLP:
         return [p.value.copy() for p in self.params]
 
     def set_values(self, values: Sequence[np.ndarray]) -> None:
-        """Write ``values`` into the parameters in place (compiled steps see them)."""
-        for p, v in zip(self.params, values, strict=True):
+        """Write ``values`` (one array per parameter, of its shape) into the parameters in
+        place (compiled steps see them). Everything is checked before anything is written."""
+        values = list(values)
+        if len(values) != len(self.params):
+            raise InputError(
+                f"set_values needs {len(self.params)} arrays, one per parameter, got "
+                f"{len(values)} ({user_site()})"
+            )
+        for p, v in zip(self.params, values):
+            if np.shape(v) != p.value.shape:  # no broadcasting: a scalar would fill a matrix
+                raise InputError(
+                    f"set_values: {p.graph.describe(p.node)} needs shape "
+                    f"{format_shape(p.value.shape)}, got {format_shape(np.shape(v))} "
+                    f"({user_site()})"
+                )
+        for p, v in zip(self.params, values):
             p.value[...] = v
 
     def __repr__(self) -> str:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ops
-from ..errors import InputError, user_site
+from ..errors import InputError, format_shape, user_site
 from ..graph import Tensor
+from ..validate import choice
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,14 @@ class Loss:
         if y.dtype.kind not in "iub" and not np.array_equal(labels, y):  # 0.7 is no class
             bad = y[labels != y].reshape(-1)[:5].tolist()
             raise InputError(f"class labels must be whole numbers, got {bad} ({user_site()})")
+        classes = outputs.shape[-1] if outputs.ndim else None
+        if isinstance(classes, int):  # checked here, before a training step meets one
+            bad = labels[(labels < 0) | (labels >= classes)].reshape(-1)[:5].tolist()
+            if bad:
+                raise InputError(
+                    f"class labels must lie in [0, {classes}) for the model's {classes} "
+                    f"outputs, got {bad} ({user_site()})"
+                )
         return labels
 
 
@@ -80,12 +89,18 @@ def get_loss(loss: str | Loss) -> Loss:
     """A loss by name (see ``LOSSES``) or the Loss itself."""
     if isinstance(loss, Loss):
         return loss
-    try:
-        return LOSSES[loss]
-    except KeyError:
-        raise ValueError(f"unknown loss {loss!r}; known: {sorted(LOSSES)}") from None
+    choice("symgrad.nn", "loss", loss, LOSSES)
+    return LOSSES[loss]
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of rows whose largest logit is at the label."""
-    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(labels)))
+    """Fraction of rows whose largest logit is at the label: ``logits`` of shape
+    (..., classes) and integer ``labels`` of the leading shape (...)."""
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    if logits.ndim == 0 or labels.shape != logits.shape[:-1]:
+        raise InputError(
+            f"accuracy needs logits of shape (..., classes) and labels of their leading "
+            f"shape, got {format_shape(logits.shape)} and {format_shape(labels.shape)} "
+            f"({user_site()})"
+        )
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))

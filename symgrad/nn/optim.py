@@ -17,6 +17,7 @@ from ..autodiff.reverse import grad
 from ..compile.function import Function, compile
 from ..errors import GraphError, user_site
 from ..graph import Tensor
+from ..validate import number
 from .problem import Problem, fresh_name
 
 
@@ -47,8 +48,20 @@ class Optimizer:
     # L2 penalty (weight_decay / 2) |p|^2 added to the loss; keyword-only in every optimizer
     weight_decay: float = field(default=0.0, kw_only=True)
     decoupled: ClassVar[bool] = False  # decay applied to the parameter, not the gradient
+    # each setting's allowed range, as bounds of ``validate.number``; a value outside it
+    # (a negative rate, a momentum of 1 or more, nan) would train into nan or diverge
+    bounds: ClassVar[dict[str, dict]] = {"lr": {"low": 0}, "weight_decay": {"low": 0}}
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse settings outside their ranges (InputError naming the setting)."""
+        for name, bounds in self.bounds.items():
+            number(type(self).__name__, name, getattr(self, name), **bounds)
 
     def make_step(self, problem: Problem) -> CompiledStep:
+        self.check()  # the settings may have been changed since construction
         grads = grad(problem.loss, problem.params)
         updates = self.updates(problem.params, grads)
         return CompiledStep(compile(problem.loss, problem.inputs, updates=updates))
@@ -90,6 +103,7 @@ class Momentum(Optimizer):
     """Heavy ball: v <- momentum v - lr g; p <- p + v."""
 
     momentum: float = 0.9
+    bounds: ClassVar[dict[str, dict]] = {**Optimizer.bounds, "momentum": {"low": 0, "below": 1}}
 
     def rule(self, p, g):
         v = state(p, "velocity")
@@ -118,6 +132,12 @@ class Adam(Optimizer):
     beta2: float = 0.999
     eps: float = 1e-8
     decoupled: ClassVar[bool] = True
+    bounds: ClassVar[dict[str, dict]] = {
+        **Optimizer.bounds,
+        "beta1": {"low": 0, "below": 1},
+        "beta2": {"low": 0, "below": 1},
+        "eps": {"low": 0},
+    }
 
     def begin(self, params):
         g = params[0].graph
