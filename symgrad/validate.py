@@ -23,7 +23,7 @@ def count(fn: str, name: str, value, least: int = 1, *, optional: bool = False):
     """``value``, an int >= ``least`` (or None when ``optional``)."""
     if value is None and optional:
         return None
-    value = _scalar(value)
+    value = scalar(value)
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
         want = "a positive int" if least == 1 else f"an int >= {least}"
         refuse(fn, f"{name} must be {want}{' or None' if optional else ''}, got {value!r}")
@@ -38,7 +38,7 @@ def number(
     ``optional``."""
     if value is None and optional:
         return None
-    value = _scalar(value)
+    value = scalar(value)
     bounds = [f">= {low}"] if low is not None else []
     bounds += [f"> {above}"] if above is not None else []
     bounds += [f"<= {high}"] if high is not None else []
@@ -65,7 +65,7 @@ def _finite(value) -> bool:
         return False
 
 
-def _scalar(value):
+def scalar(value):
     """A 0-d array's number (np.array(0.5) stands for 0.5); anything else as it is."""
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
         return value.item()

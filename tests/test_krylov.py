@@ -476,3 +476,48 @@ def test_operator_argument_errors_name_the_call_site():
     for call, words in cases:
         with pytest.raises(sg.SymgradError, match=rf"(?s){words}.*test_krylov"):
             call()
+
+
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_cg_that_converges_at_its_last_iteration_says_so(n):
+    # exact CG needs n iterations, the default max_iter: the residual is met at the last one
+    A = np.diag(np.arange(1.0, n + 1))
+    r = krylov.conjugate_gradient(A, np.ones(n), tol=1e-10)
+    assert r.iterations == n and r.reason == "residual" and r.converged
+    np.testing.assert_allclose(r.x, 1 / np.arange(1.0, n + 1), rtol=1e-10)
+    short = krylov.conjugate_gradient(A, np.ones(n), tol=1e-10, max_iter=n - 1)
+    assert n == 1 or (short.reason == "max_iter" and not short.converged)
+
+
+@pytest.mark.parametrize("n, m", [(1, 1), (2, 2), (2, 5), (4, 4), (4, 11)])
+def test_hutch_plus_plus_with_as_many_probes_as_rows_is_exact(n, m):
+    A = np.diag(np.arange(1.0, n + 1)) + 0.1
+    for seed in range(3):
+        t = krylov.trace(A, m, seed=seed)
+        assert t.value == pytest.approx(np.trace(A), rel=1e-12)
+        assert t.stderr == 0.0 and t.n_products == n <= m
+
+
+def test_hutch_plus_plus_below_n_probes_is_an_estimate_with_an_error():
+    B = np.random.default_rng(0).standard_normal((30, 30))
+    A = B + B.T  # not diagonal: z^T A z varies with the sign vector z (of 2^30)
+    for m in (1, 2, 3, 5):
+        t = krylov.trace(A, m, seed=0)
+        assert t.n_products == m and t.stderr > 0  # inf for a single probe
+
+
+def test_hessian_free_damping_stays_put_at_a_minimum():
+    # at the minimum the predicted decrease is within rounding and rho is noise; before, the
+    # damping grew by 3/2 every step (0.1 -> 1e4 on this problem)
+    g = sg.Graph()
+    p = g.variable("p", np.array([0.1, 0.0]))
+    f = -sg.square(p[0]) + sg.square(sg.square(p[0])) + sg.square(p[1])
+    step = krylov.HessianFree(curvature="hessian", damping=0.1).make_step(
+        nn.Problem(f, [p], [], None)
+    )
+    for _ in range(60):
+        step()
+    np.testing.assert_allclose(p.value, [np.sqrt(0.5), 0.0], atol=1e-8)
+    late = step.records[30:]
+    assert all(np.isnan(r.rho) for r in late)
+    assert len({r.damping for r in late}) == 1 and late[0].damping <= 0.1 * (1 + 1e-12)

@@ -304,3 +304,29 @@ def test_moment_takes_real_powers():
     np.testing.assert_allclose(density.moment(2.0), density.moment(2), rtol=1e-12)
     np.testing.assert_allclose(density.moment(0.5), np.mean(np.sqrt([1.0, 4.0, 9.0])), rtol=1e-9)
     refused(lambda: density.moment(np.nan), "moment", "p")
+
+
+def test_complex_and_non_finite_operands_are_refused():
+    hermitian = np.array([[2.0, 1j], [-1j, 2.0]])  # eigenvalues 1 and 3, not 2 and 2
+    refused(lambda: krylov.top_eigenvalues(hermitian, 2), "op must be real", "complex128")
+    refused(lambda: krylov.trace(aslinearoperator(hermitian)), "must be real")
+    refused(lambda: krylov.conjugate_gradient(np.eye(2), [1j, 1j]), "b must be real")
+    for bad in (np.inf, np.nan):
+        # tol * |b| = inf would take any x as converged
+        refused(lambda: krylov.conjugate_gradient(np.eye(2), [1.0, bad]), "b has entries", "nan")
+        refused(lambda: krylov.conjugate_gradient(np.eye(2), np.ones(2), [bad, 0.0]), "x0 has")
+        A = np.eye(3)
+        A[1, 1] = bad
+        refused(lambda: krylov.trace(A, 10), "op has nan or inf entries")
+        refused(lambda: krylov.damped(A, 1.0), "op has nan or inf entries")
+
+
+def test_top_eigenvalues_takes_a_0d_k_as_lanczos_does():
+    A = np.diag([3.0, 2.0, 1.0])
+    np.testing.assert_allclose(krylov.top_eigenvalues(A, np.array(2)), [3.0, 2.0], atol=1e-12)
+
+
+def test_hessian_free_refuses_zero_damping_with_hessian_curvature():
+    # boost multiplies: from 0 the damping never grows past negative curvature
+    refused(lambda: krylov.HessianFree(curvature="hessian", damping=0.0), "damping must be > 0")
+    krylov.HessianFree(damping=0.0)  # Gauss-Newton curvature is never negative

@@ -30,8 +30,13 @@ def operator(fn: str, op, *, symmetric: bool = False, name: str = "op") -> Linea
         refuse(fn, f"{name} must be a LinearOperator or a square matrix, got {type(op).__name__}")
     if len(A.shape) != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
         refuse(fn, f"{name} must be square and not empty, got shape {format_shape(A.shape)}")
-    if symmetric and isinstance(op, np.ndarray) and op.dtype.kind in "biuf":
-        _check_symmetric(fn, name, np.asarray(op))
+    if np.dtype(A.dtype).kind == "c":  # the methods assume real symmetric operators
+        refuse(fn, f"{name} must be real, got a {A.dtype} operator")
+    if isinstance(op, np.ndarray) and op.dtype.kind in "biuf":
+        if symmetric:
+            _check_symmetric(fn, name, np.asarray(op))
+        elif not np.isfinite(op).all():
+            refuse(fn, f"{name} has nan or inf entries")
     return A
 
 
@@ -58,7 +63,9 @@ def _check_symmetric(fn: str, name: str, a: np.ndarray) -> None:
 
 
 def vector(fn: str, name: str, value, n: int) -> np.ndarray:
-    """``value`` as a float64 vector of ``n`` entries (any shape holding ``n`` entries)."""
+    """``value`` as a float64 vector of ``n`` finite entries (any shape holding ``n``)."""
+    if np.iscomplexobj(value):  # float64 would drop the imaginary parts with a warning
+        refuse(fn, f"{name} must be real, got {np.asarray(value).dtype} entries")
     try:
         v = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -69,4 +76,6 @@ def vector(fn: str, name: str, value, n: int) -> np.ndarray:
             f"{name} must have {n} entries (the operator is {n} x {n}), "
             f"got shape {format_shape(v.shape)}",
         )
+    if not np.isfinite(v).all():
+        refuse(fn, f"{name} has entries that are not finite (nan or inf)")
     return v.ravel()

@@ -104,6 +104,8 @@ def conjugate_gradient(
             if i > k and phi < 0 and (phi - result.phi[i - k]) / phi < k * progress_tol:
                 reason = "progress"
                 break
+    if reason == "max_iter" and math.sqrt(rr) <= target:  # met at the last iteration
+        reason = "residual"
     if not result.iterates or result.iterates[-1][0] != i:
         result.iterates.append((i, x, result.phi[-1]))
     result.x, result.iterations, result.reason = x, i, reason

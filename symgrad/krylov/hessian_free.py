@@ -10,7 +10,8 @@ by conjugate gradient, using only products with the Gauss-Newton matrix G (or th
 3. Levenberg-Marquardt damping: with rho = (f(theta + p) - f) / (q(p) - f), lambda grows by
    3/2 when rho < 1/4 (the model is not to be trusted) and shrinks by 2/3 when rho > 3/4;
    with Hessian curvature it also grows when CG meets negative curvature, until
-   H + lambda I is positive definite where the step is taken;
+   H + lambda I is positive definite where the step is taken. Where the model predicts a
+   decrease within the loss's rounding (at a minimum) rho is noise: lambda stays;
 4. an Armijo backtracking line search on the step length (Martens & Sutskever 2012).
 """
 
@@ -59,6 +60,12 @@ class HessianFree:
         fn = "HessianFree"
         number(fn, "damping", self.damping, low=0)
         choice(fn, "curvature", self.curvature, ("gauss-newton", "hessian"))
+        if self.curvature == "hessian" and self.damping == 0:
+            refuse(
+                fn,
+                "damping must be > 0 with curvature='hessian': it grows by boost where CG "
+                "meets negative curvature, and 0 cannot grow",
+            )
         count(fn, "max_cg", self.max_cg)
         number(fn, "cg_tol", self.cg_tol, low=0)
         number(fn, "progress_tol", self.progress_tol, low=0, optional=True)
@@ -76,7 +83,8 @@ class HessianFree:
 @dataclass
 class Record:
     """One Hessian-free step: the loss before it, the damping it used, CG iterations, the
-    iterate backtracking chose, the reduction ratio rho and the line-search step length."""
+    iterate backtracking chose, the reduction ratio rho (nan where the predicted decrease is
+    within the loss's rounding) and the line-search step length."""
 
     loss: float
     damping: float
@@ -132,7 +140,7 @@ class HessianFreeStep:
         self.passes += 1
         cg = self._solve(g, batch)
         chosen, p, phi, f_p = self._backtrack(theta, cg, batch)
-        rho = (f_p - f0) / phi if phi < 0 else -np.inf
+        rho = _reduction_ratio(f0, f_p, phi)
         damping = self.damping
         self._adapt_damping(rho, cg.reason)
         alpha = self._line_search(theta, p, f0, f_p, float(g @ p), batch)
@@ -169,6 +177,7 @@ class HessianFreeStep:
 
     def _adapt_damping(self, rho: float, cg_reason: str) -> None:
         """Levenberg-Marquardt: trust the model more when it predicted the decrease well."""
+        # a nan rho (no measurable predicted decrease) compares False: lambda stays
         if rho < 0.25 or cg_reason == "negative_curvature":  # an unbounded model: not at all
             self.damping *= self.config.boost
         elif rho > 0.75:
@@ -181,3 +190,11 @@ class HessianFreeStep:
             alpha *= 0.8
             f_new = self._loss_at(theta + alpha * p, batch)
         return alpha if f_new < f0 else 0.0
+
+
+def _reduction_ratio(f0: float, f_p: float, phi: float) -> float:
+    """rho = (f(theta + p) - f) / (q(p) - f): -inf where the model predicts no decrease, nan
+    where its predicted decrease is within the rounding of the loss (the ratio is noise)."""
+    if abs(phi) <= 64 * np.finfo(np.float64).eps * abs(f0):
+        return float("nan")
+    return (f_p - f0) / phi if phi < 0 else -np.inf

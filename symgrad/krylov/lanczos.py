@@ -17,6 +17,7 @@ import numpy as np
 from scipy.linalg import eigh_tridiagonal
 from scipy.sparse.linalg import LinearOperator
 
+from ..validate import scalar
 from .arguments import choice, count, generator, number, operator, refuse, vector
 
 
@@ -159,6 +160,7 @@ def top_eigenvalues(
     choice(fn, "which", which, _ORDER)
     op = operator(fn, op, symmetric=True)  # checked once here, not by each lanczos call
     n = op.shape[0]
+    k = scalar(k)  # a 0-d array stands for its number, as in every count
     if not isinstance(k, numbers.Integral) or isinstance(k, bool) or not 0 < k <= n:
         refuse(fn, f"k = {k!r} eigenvalues of a {n} x {n} operator; k must be an int in 1..{n}")
     number(fn, "tol", tol, low=0)

@@ -98,14 +98,14 @@ def _hutch_plus_plus(A, n: int, m: int, rng) -> TraceEstimate:
     sketch A S exactly, plus Hutchinson's estimate of what is left, (I - QQ^T) A (I - QQ^T).
     The error falls like 1/m instead of 1/sqrt(m) when A's spectrum is dominated by a
     few large eigenvalues, as a network's Hessian usually is."""
-    if m < 3 and m < n:  # a sketch, its product and one probe need 3: plain Hutchinson
+    if m >= n:  # n products with the columns of I give the trace exactly
+        return TraceEstimate(float(np.trace(A.matmat(np.eye(n)))), 0.0, n, "hutch++")
+    if m < 3:  # a sketch, its product and one probe need 3: plain Hutchinson
         return _hutchinson(A, n, m, rng)
-    s = max(1, m // 3)
+    s = m // 3  # a sketch of rank s < n, then rest >= 1 probes of what it leaves
     Q, _ = np.linalg.qr(A.matmat(rademacher(rng, (n, s))))
     exact = float(np.trace(Q.T @ A.matmat(Q)))
     rest = m - 2 * s
-    if Q.shape[1] >= n or rest <= 0:
-        return TraceEstimate(exact, 0.0, 2 * s, "hutch++")
     G = rademacher(rng, (n, rest))
     G = G - Q @ (Q.T @ G)
     samples = np.einsum("ij,ij->j", G, A.matmat(G))
