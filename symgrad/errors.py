@@ -71,4 +71,18 @@ def _dataclass_method(code) -> bool:
 
 
 def format_shape(shape) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    # a dim name with a newline or other unprintable text is shown quoted, never raw
+    dims = [d if isinstance(d, str) and d.isprintable() else show(d) for d in shape]
+    return "(" + ", ".join(map(str, dims)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def show(value, limit: int = 200) -> str:
+    """``repr(value)`` for an error message: cut to ``limit`` characters, and never failing
+    (the repr of an int of more than 4300 digits raises ValueError)."""
+    try:
+        text = repr(value)
+    except Exception:  # a huge int, or an object whose repr is broken
+        text = f"<{type(value).__name__}>"
+        if isinstance(value, int):
+            text = f"<int of {int(value.bit_length() * 0.30103) + 1} digits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

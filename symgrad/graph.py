@@ -16,8 +16,17 @@ from typing import Any, NamedTuple
 
 import networkx as nx
 import numpy as np
+import sympy as sp
 
-from .errors import GraphError, InputError, ShapeError, SymgradError, format_shape, user_site
+from .errors import (
+    GraphError,
+    InputError,
+    ShapeError,
+    SymgradError,
+    format_shape,
+    show,
+    user_site,
+)
 from .storage import VariableStorage
 
 Dim = int | str
@@ -51,25 +60,36 @@ def freeze(value: Any) -> Any:
     return value
 
 
-_BUILTIN = (bool, int, float, complex, str, tuple, list)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with subclasses of Python's numbers, strings and sequences made the built-in
-    types: generated source shows attribute values by their repr, which a subclass could
-    make any code at all."""
-    if (
-        isinstance(value, _BUILTIN)
-        and type(value) not in _BUILTIN
-        and not isinstance(value, np.generic)
-    ):
-        base = next(t for t in _BUILTIN if isinstance(value, t))
-        value = base(value)
+def _plain(value: Any, key: str) -> Any:
+    """``value`` as exact built-in data (None, bool, int, float, str, tuples of them, SymPy
+    expressions; lists become tuples, NumPy scalars and dtypes numbers and names), else
+    GraphError. Generated source shows attributes by repr, which a subclass or any other
+    object could make any code at all."""
+    if type(value) is int and not -_MAX_DIM - 1 <= value <= _MAX_DIM:
+        raise GraphError(
+            f"attribute {key!r} holds {show(value)}, beyond int64 (axes, sizes and indices all "
+            f"fit in it) ({user_site()})"
+        )
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, np.generic):  # through a plain array: a subclass's item() is not run
+        return _plain(np.asarray(value).item(), key)
+    if isinstance(value, str):  # the base class's own methods copy a subclass's value out
+        return str.__str__(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _plain(int.__int__(value), key)
+    if isinstance(value, float):
+        return float.__float__(value)
     if isinstance(value, (tuple, list)):
-        return type(value)(_plain(v) for v in value)
-    if isinstance(value, slice):
-        return slice(_plain(value.start), _plain(value.stop), _plain(value.step))
-    return value
+        return tuple(_plain(v, key) for v in value)
+    if isinstance(value, sp.Basic):  # an elementwise expression: translated, never printed
+        return value
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return np.dtype(value).name
+    raise GraphError(
+        f"attribute {key!r} is a {type(value).__name__}; attributes are plain data: None, "
+        f"bool, int, float, str, tuples of them and SymPy expressions ({user_site()})"
+    )
 
 
 def normalize_shape(shape: Any) -> Shape:
@@ -77,20 +97,23 @@ def normalize_shape(shape: Any) -> Shape:
         shape = (shape,)
     if not isinstance(shape, (tuple, list)):
         raise ShapeError(
-            f"a shape is a tuple of ints >= 0 and names, got {shape!r}; at {user_site()}"
+            f"a shape is a tuple of ints >= 0 and names, got {show(shape)}; at {user_site()}"
         )
     out = []
     for d in shape:
-        if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
+        if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 0 <= d <= _MAX_DIM:
             out.append(int(d))
         elif isinstance(d, str) and d:
-            out.append(d)
+            out.append(str.__str__(d))
         else:
             raise ShapeError(
-                f"bad dimension {d!r} in shape {shape!r}: use an int >= 0 or a name; "
-                f"at {user_site()}"
+                f"bad dimension {show(d)} in shape {show(shape)}: use an int in "
+                f"[0, 2**63) or a name; at {user_site()}"
             )
     return tuple(out)
+
+
+_MAX_DIM = int(np.iinfo(np.int64).max)  # NumPy's sizes are int64
 
 
 class Graph:
@@ -153,7 +176,9 @@ class Graph:
                 f"{op!r}: apply takes a list of Tensors and a dict of attributes, got "
                 f"{type(args).__name__} and {type(attrs).__name__} ({user_site()})"
             )
-        attrs = {k: _plain(v) for k, v in (attrs or {}).items()}
+        if isinstance(op, str):
+            op = str.__str__(op)  # a subclass's __format__ could write the source's comments
+        attrs = {_plain(k, "name"): _plain(v, k) for k, v in (attrs or {}).items()}
         for a in args:
             if not isinstance(a, Tensor) or a.graph is not self:
                 raise GraphError(
@@ -170,6 +195,7 @@ class Graph:
             return Tensor(self, hit)
         types = [self.type_of(i) for i in arg_ids]
         spec.check_arity(len(types), lambda: self._describe_call(op, arg_ids))
+        spec.check_attrs(attrs, lambda: self._describe_call(op, arg_ids))
         try:
             shape, dtype = spec.infer(types, attrs)
         except SymgradError as e:
@@ -178,7 +204,7 @@ class Graph:
             # attributes missing (a malformed node) or of the wrong kind, or a dtype NumPy has
             # no such op for
             raise (GraphError if isinstance(e, KeyError) else ShapeError)(
-                f"{op} with attributes {attrs!r} does not apply to these arguments "
+                f"{op} with attributes {show(attrs)} does not apply to these arguments "
                 f"({type(e).__name__}: {e})\n  in {self._describe_call(op, arg_ids)}"
             ) from None
         n = self._add_node(op, attrs, tuple(shape), _dtype_name(dtype), arg_ids, None)
@@ -469,8 +495,7 @@ def _arg_text(a, graph: Graph) -> str:
         return graph.describe(a.node)
     if isinstance(a, np.ndarray):
         return f"array{format_shape(a.shape)}{a.dtype}"
-    text = repr(a)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return show(a, limit=60)
 
 
 def _ops():

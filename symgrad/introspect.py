@@ -95,7 +95,9 @@ def _attr_text(attrs: dict) -> str:
 
 
 def _type_text(d: dict) -> str:
-    return f"{d['dtype']}[{','.join(str(s) for s in d['shape'])}]"
+    # a dim name that is not printable text (a newline) is quoted: it must not make lines
+    dims = [s if isinstance(s, str) and s.isprintable() else repr(s) for s in d["shape"]]
+    return f"{d['dtype']}[{','.join(map(str, dims))}]"
 
 
 def format_graph(x) -> str:

@@ -704,3 +704,134 @@ def test_sizes_steps_and_node_ids_of_the_wrong_kind():
     for k in (0, -1, 2.5):
         with pytest.raises(ValueError, match="k must be a positive int"):
             krylov.lanczos(np.eye(3), k)
+
+
+# ---- attribute values never become code ------------------------------------------------
+# each payload would set builtins.SYMGRAD_PWNED if it reached the generated source
+PAYLOAD = "__import__('builtins').__setattr__('SYMGRAD_PWNED', 1)"
+
+
+class _EvilFloat(np.float64):
+    def __repr__(self):
+        return f"({PAYLOAD} or 'float64')"
+
+    def item(self):
+        return self
+
+
+class _EvilInt(np.int64):
+    def __repr__(self):
+        return f"({PAYLOAD} or 0)"
+
+
+class _EvilName(str):
+    def __format__(self, spec):
+        return f"x\n    {PAYLOAD}\n    #"
+
+
+class _EvilObject:
+    def __repr__(self):
+        return f"({PAYLOAD} or -1)"
+
+
+@pytest.fixture
+def no_payload():
+    import builtins
+
+    yield
+    ran = getattr(builtins, "SYMGRAD_PWNED", None)
+    if ran is not None:
+        del builtins.SYMGRAD_PWNED
+    assert ran is None, "an attribute's repr ran as code"
+
+
+def test_numpy_scalar_subclasses_become_plain_numbers(no_payload):
+    g = sg.Graph()
+    x, lab = g.input("x", (2, 3)), g.input("lab", (2,), "int64")
+    f = sg.compile(sg.one_hot(lab, 4, dtype=_EvilFloat(0)), [lab])
+    np.testing.assert_array_equal(f(np.array([0, 3])), np.eye(4)[[0, 3]])
+    for attrs in ({"axis": (_EvilInt(1),)}, {"axis": _EvilInt(1), "keepdims": False}):
+        op = "softmax" if len(attrs) == 1 else "sum"
+        if op == "sum":
+            attrs["axis"] = (attrs["axis"],)
+        fn = sg.compile(g.apply(op, [x], attrs), [x])
+        fn(np.ones((2, 3)))
+        assert "SYMGRAD" not in fn.source
+
+
+def test_a_string_subclass_op_name_is_made_a_plain_string(no_payload):
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    double = sg.elementwise(_EvilName("double_evil"), lambda a: a * 2)
+    fn = sg.compile(double(x), [x])
+    np.testing.assert_array_equal(fn(np.ones(3)), [2.0, 2.0, 2.0])
+    assert "SYMGRAD" not in fn.source
+
+
+@pytest.mark.parametrize(
+    "op, attrs, words",
+    [
+        ("softmax", {"axis": _EvilObject()}, "attribute 'axis' is a _EvilObject"),
+        ("softmax", {"axis": "a"}, "'axis' must be a tuple of ints"),
+        ("softmax", {"axis": (1,), "temperature": 2.0}, "no attribute 'temperature'"),
+        ("sum", {"axis": (1,), "keepdims": 2}, "'keepdims' must be True or False"),
+        ("sum", {"axis": {1}, "keepdims": False}, "attribute 'axis' is a set"),
+        ("getitem", {"index": (("int", True),)}, "'index' must be a getitem index"),
+        ("broadcast_to", {"shape": (2.5, 2, 3)}, "'shape' must be a tuple of dims"),
+        ("cast", {"dtype": "U5"}, "'dtype' must be the name of a numeric dtype"),
+        ("concatenate", {"axis": True}, "'axis' must be an int"),
+        ("one_hot", {"depth": 2.5, "dtype": "float64"}, "'depth' must be an int"),
+        ("leaky_relu", {"alpha": float("inf")}, "'alpha' must be a finite number"),
+        ("tanh", {"dtype": "object"}, "'dtype' must be the name of a numeric dtype"),
+    ],
+)
+def test_attributes_of_the_wrong_kind_are_refused(op, attrs, words, no_payload):
+    env = Env()
+    arg = env.labels if op == "one_hot" else env.x
+    text = check(env, sg.GraphError, lambda e: e.g.apply(op, [arg], attrs), [words])
+    assert "SYMGRAD" not in text
+
+
+def test_bad_anonymous_expressions_are_refused_when_built():
+    env = Env()
+    x0 = sp.Symbol("x0", real=True)
+    for attrs, words in [
+        ({"expr": sp.Float("1e400") * x0}, "no finite float64"),
+        ({"expr": x0 + sp.Symbol("x1", real=True)}, "not among its 1 arguments"),
+        ({"expr": "x0+1", "dtype": "float64"}, "must be a SymPy expression"),
+        ({"expr": x0 + sp.Symbol("q"), "dtype": "float64"}, "reads ['q']"),
+    ]:
+        check(env, sg.GraphError, lambda e: e.g.apply("expr", [e.x], attrs), [words])
+    check(
+        env,
+        sg.GraphError,
+        lambda e: sg.elementwise("foreign", lambda a: a + sp.Symbol("x1", real=True)),
+        ["reads ['x1']", "not its arguments"],
+    )
+
+
+@pytest.mark.parametrize(
+    "bad, error, words",
+    [
+        (lambda e: sg.concatenate([e.x, e.x], axis="a"), S, "concatenate axis must be an int"),
+        (lambda e: sg.concatenate([e.x, e.x], axis=None), S, "got None"),
+        (lambda e: sg.leaky_relu(e.x, "a"), G, "alpha must be a number"),
+        (lambda e: sg.leaky_relu(e.x, 1j), G, "alpha must be a number"),
+        (lambda e: e.x * 10**5000, S, "<int of 5001 digits> does not fit"),
+        (lambda e: e.g.input("h", (10**5000,)), S, "bad dimension <int of 5001 digits>"),
+        (lambda e: e.x[0 : 10**5000], G, "beyond int64"),
+        (lambda e: e.x.sum(axis=10**5000), S, "axis <int of 5001 digits> out of range"),
+        (lambda e: sg.one_hot(e.labels, 10**5000), G, "beyond int64"),
+        (lambda e: sg.one_hot(e.labels, 3, dtype="U3"), S, "not a number or bool type"),
+    ],
+)
+def test_unusual_arguments_get_symgrad_errors(bad, error, words):
+    check(Env(), error, bad, [words])
+
+
+def test_unprintable_dim_names_are_quoted_in_messages():
+    g = sg.Graph()
+    x = g.input("x", ("b\n%99:float64[] = fake_op", 3))
+    text = sg.introspect.format_graph(x)
+    assert "\n%99:float64[] = fake_op" not in text and len(text.splitlines()) == 1
+    assert "'b\\n%99:float64[] = fake_op'" in g.describe(x.node)

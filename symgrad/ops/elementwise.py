@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import sympy as sp
 
-from ..errors import DifferentiationError, GraphError, ShapeError, user_site
+from ..errors import DifferentiationError, GraphError, ShapeError, show, user_site
 from ..graph import Tensor, atomic
 from .registry import OPS, Op, register
 from .shapes import broadcast_shapes, is_float
@@ -178,11 +178,27 @@ def _jvp(node, tangents):
 def _infer_for(op_name: str):
     def infer(types, attrs):
         shape = broadcast_shapes(*[t.shape for t in types])
-        if "dtype" in attrs:
-            return shape, attrs["dtype"]
-        return shape, _result_dtype(op_name, tuple(t.dtype for t in types), _frozen(attrs))
+        if op_name == "expr":
+            _check_expression(attrs["expr"], len(types))
+        # run even where a dtype is given: it checks the expression computes on these dtypes
+        dtype = _result_dtype(op_name, tuple(t.dtype for t in types), _frozen(attrs))
+        return shape, attrs.get("dtype", dtype)
 
     return infer
+
+
+def _check_expression(expr: sp.Expr, nargs: int) -> None:
+    """Refuse an anonymous op's expression that reads symbols other than its arguments or
+    holds a constant float64 cannot (the source would say inf)."""
+    foreign = expr.free_symbols - set(syms(nargs))
+    if foreign:
+        raise GraphError(
+            f"the expression {_short(expr)} reads {sorted(map(str, foreign))}, which are not "
+            f"among its {nargs} arguments {[str(x) for x in syms(nargs)]}"
+        )
+    bad = beyond_float64(expr)
+    if bad is not None:
+        raise GraphError(f"the expression has the constant {_short(bad)}, no finite float64")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -220,6 +236,13 @@ def _emit_for(op_name: str, template: str | None):
     return emit
 
 
+def _parameters(builder) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(builder).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: its arguments only
+        return []
+
+
 def define(
     name: str,
     builder: Callable[..., sp.Expr],
@@ -233,12 +256,15 @@ def define(
     if nargs is None and isinstance(builder, sp.FunctionClass):
         # a SymPy function class declares its arities (log: 1 or 2); its signature is (*args)
         nargs = min(builder.nargs)
+    params = [] if isinstance(builder, sp.FunctionClass) else _parameters(builder)
     if nargs is None:
-        params = inspect.signature(builder).parameters.values()
         nargs = sum(1 for p in params if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty)
+    # the builder's parameters after its arguments are numeric attributes (leaky_relu's alpha)
+    numbers = {p.name: "number" for p in params[nargs:]}
     return register(
         Op(
             name,
+            attrs={**numbers, "dtype": "dtype"},
             infer=_infer_for(name),
             impl=_impl_for(name),
             emit=_emit_for(name, template),
@@ -258,6 +284,7 @@ def is_elementwise(op: str) -> bool:
 register(
     Op(
         "expr",
+        attrs={"expr": "expr", "dtype": "dtype"},
         infer=_infer_for("expr"),
         impl=_impl_for("expr"),
         emit=_emit_for("expr", None),
@@ -291,13 +318,17 @@ def lift(*args) -> list[Tensor]:
             try:
                 value = np.array(a, dtype=np.result_type(like, a))
             except OverflowError:
-                raise ShapeError(f"{a!r} does not fit in {like} or any NumPy number") from None
+                raise ShapeError(
+                    f"{show(a)} does not fit in {like} or any NumPy number ({user_site()})"
+                ) from None
             out.append(graph.constant(value))
         else:
             try:
                 out.append(graph.constant(np.asarray(a)))
             except Exception:
-                raise ShapeError(f"cannot use {type(a).__name__} {a!r} as a tensor") from None
+                raise ShapeError(
+                    f"cannot use {type(a).__name__} {show(a)} as a tensor ({user_site()})"
+                ) from None
     return out
 
 
@@ -316,6 +347,7 @@ def user_elementwise(name: str, fn: Callable[..., sp.Expr]) -> Callable[..., Ten
         raise GraphError(
             f"elementwise: the name must be a new non-empty string, got {name!r} ({user_site()})"
         )
+    name = str.__str__(name)  # a subclass's __format__ could write the source's comments
     if not callable(fn):
         raise GraphError(f"elementwise {name!r}: the builder must be callable ({user_site()})")
     try:
@@ -341,6 +373,12 @@ def user_elementwise(name: str, fn: Callable[..., sp.Expr]) -> Callable[..., Ten
         raise GraphError(
             f"elementwise {name!r}: the builder's expression has the constant {_short(bad)}, "
             f"which is no finite float64 ({user_site()})"
+        )
+    foreign = expr.free_symbols - set(syms(nargs))
+    if foreign:  # a symbol of the user's own, not one of those it was called with
+        raise GraphError(
+            f"elementwise {name!r}: the builder's expression reads {sorted(map(str, foreign))}, "
+            f"which are not its arguments {', '.join(map(str, syms(nargs)))} ({user_site()})"
         )
     if not expr.free_symbols:  # a kernel computing a number would not have its shape
         raise GraphError(

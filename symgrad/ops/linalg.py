@@ -76,6 +76,7 @@ def _stacked_rows(ctx, out: str, a: list[str]) -> str | None:
 register(
     Op(
         "matmul",
+        attrs={},
         infer=_infer_matmul,
         impl=lambda a, at: np.matmul(a[0], a[1]),
         emit=lambda ctx, a, at: f"({a[0]} @ {a[1]})",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+import numbers
+
 import sympy as sp
 
 from ..errors import GraphError, user_site
@@ -116,12 +117,16 @@ neg, exp, log, sqrt, square, abs, sin, cos, tanh, sigmoid, softplus, relu, hard_
 
 def leaky_relu(x, alpha: float = 0.01) -> Tensor:
     """x where x > 0, else alpha * x (alpha a fixed number; ``prelu`` takes a tensor)."""
-    if isinstance(alpha, Tensor) or not np.isscalar(alpha):
+    if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool):
         raise GraphError(
             f"leaky_relu: alpha must be a number, got {type(alpha).__name__}; "
             f"prelu(x, alpha) takes a tensor ({user_site()})"
         )
-    return apply_elementwise("leaky_relu", x, alpha=float(alpha))
+    try:
+        alpha = float(alpha)
+    except OverflowError:  # an int beyond float64: the attribute check names it
+        pass
+    return apply_elementwise("leaky_relu", x, alpha=alpha)
 
 
 def prelu(x, alpha) -> Tensor:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import runtime
 from ..errors import ShapeError, format_shape
-from ..graph import Tensor
+from ..graph import Tensor, numeric_dtype
 from .elementwise import apply_elementwise, lift
 from .reductions import expand, max, mean, sum
 from .registry import OPS, Op, register
@@ -37,6 +37,7 @@ def _softmax_into(ctx, out: str, args: list[str], attrs: dict) -> str:
 register(
     Op(
         "softmax",
+        attrs={"axis": "ints"},
         infer=_same,
         impl=lambda a, at: runtime.softmax(a[0], at["axis"]),
         emit=lambda ctx, a, at: f"rt.softmax({a[0]}, {at['axis']!r})",
@@ -46,6 +47,7 @@ register(
 register(
     Op(
         "log_softmax",
+        attrs={"axis": "ints"},
         infer=_same,
         impl=lambda a, at: runtime.log_softmax(a[0], at["axis"]),
         emit=lambda ctx, a, at: f"rt.log_softmax({a[0]}, {at['axis']!r})",
@@ -54,6 +56,7 @@ register(
 register(
     Op(
         "logsumexp",
+        attrs={"axis": "ints", "keepdims": "bool"},
         infer=lambda types, at: (
             reduced_shape(types[0].shape, at["axis"], at["keepdims"]),
             exp_dtype(types[0].dtype),
@@ -147,6 +150,7 @@ def _infer_xent(types, attrs):
 register(
     Op(
         "cross_entropy",
+        attrs={},
         infer=_infer_xent,
         impl=lambda a, at: np.asarray(runtime.cross_entropy(a[0], a[1])),
         emit=lambda ctx, a, at: f"rt.cross_entropy({a[0]}, {a[1]})",
@@ -186,6 +190,7 @@ def _infer_one_hot(types, attrs):
 register(
     Op(
         "one_hot",
+        attrs={"depth": "int", "dtype": "dtype"},
         infer=_infer_one_hot,
         impl=lambda a, at: runtime.one_hot(a[0], at["depth"], at["dtype"]),
         emit=lambda ctx, a, at: f"rt.one_hot({a[0]}, {at['depth']!r}, {ctx.literal(at['dtype'])})",
@@ -200,6 +205,7 @@ def one_hot(labels: Tensor, depth: int, dtype: str = "float64") -> Tensor:
         raise ShapeError(f"one_hot depth must be a positive int, got {depth!r}")
     if not np.issubdtype(np.dtype(labels.dtype), np.integer):
         raise ShapeError(f"one_hot labels must be integers, got {labels.dtype}")
+    dtype = numeric_dtype(dtype, "one_hot")
     return labels.graph.apply("one_hot", [labels], {"depth": int(depth), "dtype": dtype})
 
 
@@ -235,6 +241,7 @@ def _residual_op(name: str, impl, arity: tuple[int, int]) -> None:
     register(
         Op(
             name,
+            attrs={"scaled": "bool"},
             infer=_infer_one_hot_residual,
             impl=impl,
             emit=lambda ctx, a, at: call(a, at),
@@ -274,6 +281,7 @@ def minus_one_hot(x: Tensor, labels: Tensor, scale: Tensor | None = None) -> Ten
 register(
     Op(
         "cross_entropy_from_lse",
+        attrs={},
         infer=lambda types, at: (_infer_one_hot_residual(types, at)[0][:-1], types[0].dtype),
         impl=lambda a, at: np.asarray(runtime.cross_entropy_from_lse(*a)),
         emit=lambda ctx, a, at: f"rt.cross_entropy_from_lse({', '.join(a)})",

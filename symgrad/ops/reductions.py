@@ -44,6 +44,7 @@ def _register(name):
     register(
         Op(
             name,
+            attrs={"axis": "ints", "keepdims": "bool", "nonempty": "bool"},
             infer=_infer_for(name),
             impl=lambda a, at: np.asarray(fn(a[0], axis=at["axis"], keepdims=at["keepdims"])),
             emit=lambda ctx, a, at: _emit(name, ctx, a[0], at, None),
@@ -129,6 +130,7 @@ def expand(g: Tensor, x: Tensor, axes, keepdims: bool, nb: int = 0) -> Tensor:
 register(
     Op(
         "numel",
+        attrs={"dims": "shape", "dtype": "dtype"},
         infer=lambda types, at: ((), at["dtype"]),
         impl=lambda a, at: np.array(np.prod(at["dims"], dtype=np.int64), dtype=at["dtype"]),
         emit=lambda ctx, a, at: (

@@ -9,15 +9,61 @@ An op has, at most:
 - ``vjp(node, cotangent, needed) -> [Tensor | None per argument]``, built from graph ops.
 - ``jvp(node, tangents) -> Tensor | None``, built from graph ops.
 Attributes listed in ``shape_attrs`` may hold symbolic dims; the evaluator and the compiler
-resolve them before calling ``impl``/``emit``.
+resolve them before calling ``impl``/``emit``. ``attrs``, where given, names every attribute
+the op takes and its kind (a key of ``ATTR_KINDS``): ``Graph.apply`` refuses others, so an
+emitter that writes an attribute into source only ever meets the kinds it expects.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import GraphError, user_site
+import numpy as np
+import sympy as sp
+
+from ..errors import GraphError, show, user_site
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_dim(v, least: int = 0) -> bool:
+    return (_is_int(v) and v >= least) or (isinstance(v, str) and v != "")
+
+
+def _is_numeric_dtype(v) -> bool:
+    try:
+        return isinstance(v, str) and np.dtype(v).kind in "biufc"
+    except TypeError:
+        return False
+
+
+def _is_index(v) -> bool:
+    """A getitem index: entries such as ("int", 2), ("slice", None, "n", 1), ("newaxis",)."""
+    return isinstance(v, tuple) and all(
+        isinstance(e, tuple)
+        and e
+        and isinstance(e[0], str)
+        and all(x is None or _is_int(x) or isinstance(x, str) for x in e[1:])
+        for e in v
+    )
+
+
+# what each kind of attribute may hold, checked after ``graph._plain`` made it built-in data
+ATTR_KINDS: dict[str, Callable[[object], bool]] = {
+    "int": _is_int,
+    "ints": lambda v: isinstance(v, tuple) and all(map(_is_int, v)),
+    "bool": lambda v: isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+    "shape": lambda v: isinstance(v, tuple) and all(_is_dim(d) for d in v),
+    "newshape": lambda v: isinstance(v, tuple) and all(_is_dim(d, -1) for d in v),
+    "dtype": _is_numeric_dtype,
+    "index": _is_index,
+    "expr": lambda v: isinstance(v, sp.Expr),
+}
 
 VjpRule = Callable[..., object]
 
@@ -39,6 +85,23 @@ class Op:
     emit_into: Callable | None = None
     doc: str = ""
     extra: dict = field(default_factory=dict)
+    attrs: dict[str, str] | None = None  # attribute name -> kind in ATTR_KINDS; None: unchecked
+
+    def check_attrs(self, attrs: dict, describe: Callable[[], str]) -> None:
+        if self.attrs is None:  # a user's op with its own emitter: it checks its attributes
+            return
+        for key, value in attrs.items():
+            kind = self.attrs.get(key) if isinstance(key, str) else None
+            if kind is None:
+                known = ", ".join(sorted(self.attrs)) or "none"
+                raise GraphError(
+                    f"{self.name} has no attribute {key!r} (it takes: {known})\n  in {describe()}"
+                )
+            if not ATTR_KINDS[kind](value):
+                raise GraphError(
+                    f"{self.name}: attribute {key!r} must be {_KIND_TEXT[kind]}, got "
+                    f"{show(value)}\n  in {describe()}"
+                )
 
     def check_arity(self, n: int, describe: Callable[[], str]) -> None:
         lo, hi = self.arity
@@ -46,6 +109,19 @@ class Op:
             want = str(lo) if lo == hi else f"{lo}..{'' if hi is None else hi}"
             raise GraphError(f"{self.name} takes {want} arguments, got {n}\n  in {describe()}")
 
+
+_KIND_TEXT = {
+    "int": "an int",
+    "ints": "a tuple of ints",
+    "bool": "True or False",
+    "number": "a finite number",
+    "shape": "a tuple of dims (ints >= 0 or names)",
+    "newshape": "a tuple of dims (ints >= -1 or names)",
+    "dtype": "the name of a numeric dtype",
+    "index": "a getitem index (a tuple of tagged entries)",
+    "expr": "a SymPy expression",
+}
+assert set(_KIND_TEXT) == set(ATTR_KINDS)
 
 OPS: dict[str, Op] = {}
 

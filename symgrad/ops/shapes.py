@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ShapeError, format_shape
+from ..errors import ShapeError, format_shape, show
 
 Shape = tuple
 
@@ -44,21 +44,21 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
     elif isinstance(axis, (tuple, list)):
         axes = tuple(axis)
     else:
-        raise ShapeError(f"axis must be an int, a tuple of ints or None, got {axis!r}")
+        raise ShapeError(f"axis must be an int, a tuple of ints or None, got {show(axis)}")
     out = []
     for a in axes:
         if not isinstance(a, (int, np.integer)) or isinstance(a, bool) or not -ndim <= a < ndim:
-            raise ShapeError(f"axis {a!r} out of range for {ndim}-d input")
+            raise ShapeError(f"axis {show(a)} out of range for {ndim}-d input")
         out.append(int(a) % ndim)
     if len(set(out)) != len(out):
-        raise ShapeError(f"repeated axis in {axis!r}")
+        raise ShapeError(f"repeated axis in {show(axis)}")
     return tuple(sorted(out))
 
 
 def flag(value, what: str) -> bool:
     """A True/False argument; anything else is refused (the string "no" is true in Python)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ShapeError(f"{what} must be True or False, got {value!r}")
+        raise ShapeError(f"{what} must be True or False, got {show(value)}")
     return bool(value)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import runtime
-from ..errors import DifferentiationError, GraphError, ShapeError, format_shape, user_site
+from ..errors import DifferentiationError, GraphError, ShapeError, format_shape, show, user_site
 from ..graph import Tensor, normalize_shape, numeric_dtype
 from .elementwise import lift
 from .registry import OPS, Op, defjvp, defvjp, register
@@ -53,6 +53,7 @@ def _infer_reshape(types, attrs):
 register(
     Op(
         "reshape",
+        attrs={"shape": "newshape"},
         infer=_infer_reshape,
         impl=lambda a, at: np.reshape(a[0], at["shape"]),
         emit=lambda ctx, a, at: f"np.reshape({a[0]}, {ctx.shape(at['shape'])})",
@@ -87,6 +88,7 @@ def _infer_transpose(types, attrs):
 register(
     Op(
         "transpose",
+        attrs={"axes": "ints"},
         infer=_infer_transpose,
         impl=lambda a, at: np.transpose(a[0], at["axes"]),
         emit=lambda ctx, a, at: (
@@ -103,15 +105,15 @@ def transpose(x: Tensor, axes=None) -> Tensor:
     """Permute axes (default: reverse them). ``x.T`` is ``transpose(x)``."""
     nd = x.ndim
     if axes is not None and not isinstance(axes, (tuple, list)):
-        raise ShapeError(f"transpose axes must be a tuple of ints, got {axes!r}")
+        raise ShapeError(f"transpose axes must be a tuple of ints, got {show(axes)}")
     if axes is not None and any(
         not isinstance(a, (int, np.integer)) or isinstance(a, bool) for a in axes
     ):
-        raise ShapeError(f"transpose axes must be ints, got {tuple(axes)!r}")
+        raise ShapeError(f"transpose axes must be ints, got {show(tuple(axes))}")
     if axes is not None and sorted(int(a) % nd if -nd <= a < nd else a for a in axes) != list(
         range(nd)
     ):
-        raise ShapeError(f"transpose axes {tuple(axes)!r} are no permutation of {nd} axes")
+        raise ShapeError(f"transpose axes {show(tuple(axes))} are no permutation of {nd} axes")
     axes = tuple(reversed(range(nd))) if axes is None else tuple(int(a) % nd for a in axes)
     if axes == tuple(range(nd)):
         return x
@@ -142,6 +144,7 @@ def _infer_broadcast(types, attrs):
 register(
     Op(
         "broadcast_to",
+        attrs={"shape": "shape"},
         infer=_infer_broadcast,
         impl=lambda a, at: np.broadcast_to(a[0], at["shape"]),
         emit=lambda ctx, a, at: f"np.broadcast_to({a[0]}, {ctx.shape(at['shape'])})",
@@ -358,6 +361,7 @@ def _infer_getitem(types, attrs):
 register(
     Op(
         "getitem",
+        attrs={"index": "index"},
         infer=_infer_getitem,
         impl=lambda a, at: a[0][_python_index(at["index"], a[1:])],
         emit=lambda ctx, a, at: f"{a[0]}[{_index_source(at['index'], a[1:])}]",
@@ -386,6 +390,7 @@ def _infer_scatter(types, attrs):
 register(
     Op(
         "index_add",
+        attrs={"index": "index", "shape": "shape"},
         infer=_infer_scatter,
         impl=lambda a, at: runtime.index_add(
             at["shape"], _python_index(at["index"], a[1:]), a[0], a[0].dtype
@@ -475,6 +480,7 @@ def _infer_concat(types, attrs):
 register(
     Op(
         "concatenate",
+        attrs={"axis": "int"},
         infer=_infer_concat,
         impl=lambda a, at: np.concatenate(a, axis=at["axis"]),
         emit=lambda ctx, a, at: f"np.concatenate(({', '.join(a)},), axis={at['axis']!r})",
@@ -490,9 +496,12 @@ def concatenate(xs, axis: int = 0) -> Tensor:
         )
     xs = lift(*xs)
     nd = xs[0].ndim
-    if not -nd <= axis < nd:
-        raise ShapeError(f"concatenate axis {axis} out of range for {nd}-d inputs")
-    return xs[0].graph.apply("concatenate", xs, {"axis": axis % nd})
+    if not isinstance(axis, int | np.integer) or isinstance(axis, bool) or not -nd <= axis < nd:
+        raise ShapeError(
+            f"concatenate axis must be an int in [{-nd}, {nd}) for {nd}-d inputs, got "
+            f"{show(axis)} ({user_site()})"
+        )
+    return xs[0].graph.apply("concatenate", xs, {"axis": int(axis) % nd})
 
 
 def _concat_vjp(node, g, needed):
@@ -535,6 +544,7 @@ def _infer_where(types, attrs):
 register(
     Op(
         "where",
+        attrs={},
         infer=_infer_where,
         impl=lambda a, at: np.where(*a),
         emit=lambda ctx, a, at: f"np.where({a[0]}, {a[1]}, {a[2]})",
@@ -600,6 +610,7 @@ def _compare_op(name, symbol, fn):
     register(
         Op(
             name,
+            attrs={},
             infer=_infer_compare,
             impl=lambda a, at: fn(a[0], a[1]),
             emit=lambda ctx, a, at: f"({a[0]} {symbol} {a[1]})",
@@ -627,6 +638,7 @@ less, less_equal, greater, greater_equal, equal, not_equal = (
 register(
     Op(
         "cast",
+        attrs={"dtype": "dtype"},
         infer=lambda types, at: (types[0].shape, at["dtype"]),
         impl=lambda a, at: a[0].astype(at["dtype"]),
         emit=lambda ctx, a, at: f"{a[0]}.astype({ctx.literal(at['dtype'])})",
@@ -667,6 +679,7 @@ defjvp("cast", _cast_jvp)
 register(
     Op(
         "stop_gradient",
+        attrs={},
         infer=lambda types, at: (types[0].shape, types[0].dtype),
         impl=lambda a, at: a[0],
         emit=lambda ctx, a, at: a[0],
