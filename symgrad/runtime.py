@@ -214,6 +214,8 @@ def softmax(x, axis, out=None, work=None):
     x = _floating(x)
     if axis == ():  # over no axes: each entry alone, exp(x - x) / exp(x - x)
         return _into(out, np.exp(x - x) / np.exp(x - x))
+    if x.size == 0:  # nothing to normalize (the max below has no identity)
+        return _into(out, np.exp(x))
     if softmax_workspace(x.shape, axis) is not None:
         e, _ = _shifted_exp_by_class(x, work)
         e *= np.reciprocal(np.add.reduce(e, 0))  # a broadcast divide runs 3x slower here

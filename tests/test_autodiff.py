@@ -242,3 +242,34 @@ def test_check_grads_in_forward_mode_with_symbolic_dims():
     before = len(g)
     sg.check_grads(f, feed, modes=("fwd",))  # again: fresh names for the tangents
     assert len(g) > before
+
+
+def test_forward_mode_does_not_go_inside_stop_gradient():
+    # a constant mask made from a comparison: reverse mode stopped at the barrier, forward
+    # mode pushed tangents into the cast of the bool and raised
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    y = sg.stop_gradient(sg.cast(x > 0, "float64")) * x
+    xv, mask = np.array([-1.0, 0.5, 2.0]), np.array([0.0, 1.0, 1.0])
+    f = sg.sum(y * y)
+    np.testing.assert_array_equal(sg.evaluate(sg.jvp(y, x, np.ones(3)), {x: xv}), mask)
+    for mode in ("fwd-rev", "rev-rev"):
+        hv = sg.evaluate(sg.hvp(f, x, np.ones(3), mode=mode), {x: xv})
+        np.testing.assert_array_equal(hv, 2 * mask)
+    np.testing.assert_array_equal(sg.evaluate(sg.hessian(f, x), {x: xv}), np.diag(2 * mask))
+    fn = sg.compile(sg.jacobian(y, x, mode="fwd"), [x])
+    np.testing.assert_array_equal(fn(xv), np.diag(mask))
+
+
+def test_empty_index_and_softmax_over_an_empty_axis_compile():
+    g = sg.Graph()
+    x, w, e = g.input("x", (2, 3)), g.input("w", (2, 3)), g.input("e", (2, 0))
+    xv, wv = np.arange(6.0).reshape(2, 3), np.ones((2, 3)) * 3
+    y = x[()]  # the whole array, as NumPy's x[()]
+    fn = sg.compile([y * 2.0, sg.grad(sg.sum(y * w), x)], [x, w])
+    got = fn(xv, wv)
+    np.testing.assert_array_equal(got[0], 2 * xv)
+    np.testing.assert_array_equal(got[1], wv)
+    outs = [sg.softmax(e, -1), sg.grad(sg.sum(sg.logsumexp(e, -1)), e)]
+    for got in (sg.evaluate(outs, {e: np.zeros((2, 0))}), sg.compile(outs, [e])(np.zeros((2, 0)))):
+        assert all(a.shape == (2, 0) and a.dtype == np.float64 for a in got)

@@ -15,7 +15,7 @@ from ..ops.reductions import zeros_like
 from ..ops.structural import broadcast_to
 from .reverse import _as_list, _check, _outputs
 from .stable import stable_twins
-from .sweep import ancestors, dependents
+from .sweep import BARRIERS, ancestors, dependents
 
 
 def push_tangents(
@@ -25,7 +25,12 @@ def push_tangents(
     graph = outputs[0].graph
     # the outputs' stable twins are differentiated instead (stable.py): same tangents
     twins = stable_twins(graph, [o.node for o in outputs], list(tangents))
-    order = ancestors(graph, [twins.get(o.node, o.node) for o in outputs])
+    roots = [twins.get(o.node, o.node) for o in outputs]
+    order = ancestors(graph, roots)
+    # what only feeds a stop_gradient has no tangent to push, and may have no rule for one
+    barriers = [n for n in order if graph.nx.nodes[n]["op"] in BARRIERS]
+    if barriers:
+        order = ancestors(graph, roots, stop=barriers)
     live = dependents(graph, order, tangents)
     tans = dict(tangents)
     for n in order:

@@ -311,6 +311,8 @@ def _index_source(spec, names):
             parts.append(repr(item[1]))
         else:
             parts.append(names[item[1]])
+    if not parts:  # x[()]: the whole array (a view), as NumPy gives
+        return "()"
     return ", ".join(parts) + ("," if len(parts) == 1 else "")
 
 
