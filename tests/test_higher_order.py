@@ -228,3 +228,26 @@ def test_reverse_jacobian_through_concatenate(axis):
     parts = [eye, 2 * (1 - np.tanh(xv) ** 2) * eye, 3 * eye[:, :1] if axis == 0 else eye[:, :, :1]]
     want = np.moveaxis(np.concatenate(parts, axis=1 + axis % 2), 0, -1).reshape(fwd.shape)
     np.testing.assert_allclose(fwd, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_derivatives_of_whole_powers_past_their_degree_are_zero_at_zero(k):
+    # d^(k+1)/dx^(k+1) x**k is 0; written k (k-1) ... (k-k) x**(-1) it was 0 * inf = nan at 0
+    g = sg.Graph()
+    x, y = g.input("x", ()), g.input("y", (2,))
+    d = x**k
+    for _ in range(k + 1):
+        d = sg.grad(d, x)
+    zero = np.float64(0.0)
+    assert sg.evaluate(d, {x: zero}) == 0.0 and sg.compile(d, [x])(zero) == 0.0
+    t = x**k
+    for _ in range(k + 1):
+        t = sg.jvp(t, x, 1.0)
+    assert sg.evaluate(t, {x: zero}) == 0.0
+    T = sg.jacobian(sg.hessian(sg.sum(y**2), y), y)
+    np.testing.assert_array_equal(sg.compile(T, [y])(np.array([0.0, 1.0])), np.zeros((2, 2, 2)))
+    # a fractional power keeps its value: d^3/dx^3 x**2.5 = 2.5 * 1.5 * 0.5 x**-0.5
+    f = x**2.5
+    for _ in range(3):
+        f = sg.grad(f, x)
+    assert sg.evaluate(f, {x: np.float64(2.0)}) == pytest.approx(2.5 * 1.5 * 0.5 / np.sqrt(2.0))
