@@ -251,3 +251,20 @@ def test_derivatives_of_whole_powers_past_their_degree_are_zero_at_zero(k):
     for _ in range(3):
         f = sg.grad(f, x)
     assert sg.evaluate(f, {x: np.float64(2.0)}) == pytest.approx(2.5 * 1.5 * 0.5 / np.sqrt(2.0))
+
+
+def test_a_fourth_derivative_through_a_user_op_compiles_to_sympys_value():
+    # its kernels share subexpressions many times over: SymPy's tree walks (count_ops,
+    # Basic.count) visited every use and took a minute; the walks are over distinct parts
+    u2 = sg.elementwise("u2_fourth", lambda a, b: sp.sin(a) * b + a**2 / (1 + b**2))
+    g = sg.Graph()
+    x = g.input("x", ())
+    d = sg.sqrt(sg.sigmoid(u2(x, x * sg.square(x))) + 0.1)
+    for _ in range(4):
+        d = sg.grad(d, x)
+    t = sp.Symbol("t", real=True)
+    b = t**3
+    exact = sp.diff(sp.sqrt(1 / (1 + sp.exp(-(sp.sin(t) * b + t**2 / (1 + b**2)))) + 0.1), t, 4)
+    want = float(exact.subs(t, sp.Rational(7, 10)).evalf(30))
+    assert sg.compile(d, [x])(np.float64(0.7)) == pytest.approx(want, rel=1e-10)
+    assert sg.evaluate(d, {x: np.float64(0.7)}) == pytest.approx(want, rel=1e-10)

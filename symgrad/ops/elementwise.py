@@ -33,6 +33,7 @@ from .sympy_numpy import (  # noqa: F401  (re-exported: the elementwise vocabula
     sigmoid,
     softplus,
     source_template,
+    subexpressions,
     sym,
     syms,
     to_source,
@@ -65,11 +66,8 @@ def _adds_pole(on_out: sp.Expr, d: sp.Expr, expr: sp.Expr, nargs: int) -> bool:
 def beyond_float64(expr: sp.Expr) -> sp.Expr | None:
     """A constant part of ``expr`` that float64 cannot hold (inf, nan, 1e400, 10**400,
     exp(1000)), or None."""
-    stack = [expr]
-    while stack:
-        e = stack.pop()
+    for e in subexpressions(expr):
         if not (isinstance(e, sp.Expr) and e.is_number):
-            stack.extend(e.args)
             continue
         try:  # NumPy computes a constant part as its float64 value
             value = complex(e)

@@ -384,6 +384,20 @@ def kernel_template(expr: sp.Expr) -> tuple[tuple, tuple]:
     return _drop_unused(statements, result)
 
 
+def subexpressions(expr: sp.Basic) -> set:
+    """The distinct subexpressions of ``expr``, itself included. A derivative's expression
+    shares its parts many times over: SymPy's tree walks (``atoms``, ``count_ops``,
+    ``preorder_traversal``) visit every use, exponentially many in the derivative's order."""
+    seen = {expr}
+    stack = [expr]
+    while stack:
+        for a in stack.pop().args:
+            if a not in seen:
+                seen.add(a)
+                stack.append(a)
+    return seen
+
+
 def _repeated(expr: sp.Expr) -> list:
     """The subexpressions read more than once, each after the ones it reads."""
     reads: dict = {}
@@ -506,7 +520,9 @@ def into_steps(expr: sp.Expr) -> tuple | None:
     # the biggest term that is itself a chain (-x is a Mul, but x alone is no chain)
     chains = [(t, _chain_steps(t, add)) for t in terms]
     spine, steps = max(
-        ((t, c) for t, c in chains if c), key=lambda tc: sp.count_ops(tc[0]), default=(None, None)
+        ((t, c) for t, c in chains if c),
+        key=lambda tc: len(subexpressions(tc[0])),
+        default=(None, None),
     )
     if spine is not None:
         terms.remove(spine)

@@ -27,7 +27,15 @@ import functools
 import numpy as np
 import sympy as sp
 
-from ..ops.elementwise import _frozen, _result_dtype, beyond_float64, kernel_template, sigmoid, sym
+from ..ops.elementwise import (
+    _frozen,
+    _result_dtype,
+    beyond_float64,
+    kernel_template,
+    sigmoid,
+    subexpressions,
+    sym,
+)
 from .manager import Rewriter, graph_pass
 from .match import fit, full, in_condition, piecewise
 
@@ -267,7 +275,14 @@ def _factored_over_divisors(expr: sp.Expr) -> sp.Expr | None:
     if piecewise(expr) or beyond_float64(expr) is not None:
         return None  # pieces do not factor (and SymPy cannot order zoo in their conditions)
     divisors = denominators(expr)
-    if not any(expr.count(d) > 1 for d in divisors):
+    # a divisor read by anything but a division by it (Basic.count would pattern-match every
+    # subtree: seconds on a kernel of a third derivative)
+    elsewhere = any(
+        a in divisors and not (e.is_Pow and e.exp.is_negative and e.base == a)
+        for e in subexpressions(expr)
+        for a in e.args
+    )
+    if not elsewhere:
         return None  # no divisor is also a factor elsewhere: nothing to cancel
     if len(divisors) > CANCEL_MAX_DIVISORS:
         return None  # factoring time grows fast with them
@@ -288,7 +303,7 @@ def denominators(expr: sp.Expr) -> set:
     """What ``expr`` divides by, numbers aside."""
     return {
         e.base
-        for e in sp.preorder_traversal(expr)
+        for e in subexpressions(expr)
         if e.is_Pow and e.exp.is_negative and not e.base.is_Number
     }
 
