@@ -18,7 +18,7 @@ import sympy as sp
 
 from ..graph import LEAF_OPS, Graph, Tensor
 from ..ops import OPS
-from ..ops.elementwise import expression, index_of
+from ..ops.elementwise import expression, index_of, parts
 from .sweep import BARRIERS, ancestors, dependents
 
 # the rules the differentiated cone is rewritten with: the stabilizing ones alone (the
@@ -117,9 +117,9 @@ def _may_be_unstable(graph: Graph, n: int, live: set[int]) -> bool:
 def _risks(e: sp.Expr) -> tuple[bool, frozenset[int]]:
     """(whether ``e`` holds an exp or a log, the arguments x_i it divides by)."""
     divisors = {
-        index_of(s) for p in e.atoms(sp.Pow) if p.exp.is_negative for s in p.base.free_symbols
+        index_of(s) for p in parts(e, sp.Pow) if p.exp.is_negative for s in p.base.free_symbols
     }
-    return e.has(sp.exp, sp.log), frozenset(divisors)
+    return bool(parts(e, (sp.exp, sp.log))), frozenset(divisors)
 
 
 @functools.cache

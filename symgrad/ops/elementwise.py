@@ -30,6 +30,7 @@ from .sympy_numpy import (  # noqa: F401  (re-exported: the elementwise vocabula
     into_steps,
     kernel_template,
     logaddexp,
+    parts,
     sigmoid,
     softplus,
     source_template,

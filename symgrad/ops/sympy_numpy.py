@@ -398,6 +398,11 @@ def subexpressions(expr: sp.Basic) -> set:
     return seen
 
 
+def parts(expr: sp.Basic, kind) -> set:
+    """The distinct subexpressions of ``expr`` of type ``kind``: ``atoms`` over the DAG."""
+    return {e for e in subexpressions(expr) if isinstance(e, kind)}
+
+
 def _repeated(expr: sp.Expr) -> list:
     """The subexpressions read more than once, each after the ones it reads."""
     reads: dict = {}

@@ -32,6 +32,7 @@ from ..ops.elementwise import (
     _result_dtype,
     beyond_float64,
     kernel_template,
+    parts,
     sigmoid,
     subexpressions,
     sym,
@@ -264,7 +265,7 @@ def _sigmoid_complements(expr: sp.Expr) -> sp.Expr | None:
     divisors = denominators(expr)
     swaps = {
         f: 1 - sigmoid(-f.args[0])
-        for f in expr.atoms(sigmoid)
+        for f in parts(expr, sigmoid)
         if any(d.has(1 - sigmoid(-f.args[0])) for d in divisors)
     }
     return expr.xreplace(swaps) if swaps else None
@@ -286,15 +287,15 @@ def _factored_over_divisors(expr: sp.Expr) -> sp.Expr | None:
         return None  # no divisor is also a factor elsewhere: nothing to cancel
     if len(divisors) > CANCEL_MAX_DIVISORS:
         return None  # factoring time grows fast with them
-    if len(expr.free_symbols) + len(expr.atoms(sp.Function)) > CANCEL_MAX_GENERATORS:
+    if len(expr.free_symbols) + len(parts(expr, sp.Function)) > CANCEL_MAX_GENERATORS:
         return None
     # floats that are short binary fractions (1.0, 0.25, 1/batch) as those fractions: SymPy
     # factors over the rationals (with floats it leaves products by 1.0); others, such as
     # 0.3, stay floats (as fractions they carry 17-digit numerators into the kernel)
-    ratios = {f: float(f).as_integer_ratio() for f in expr.atoms(sp.Float)}
+    ratios = {f: float(f).as_integer_ratio() for f in parts(expr, sp.Float)}
     exact = {f: sp.Rational(p, q) for f, (p, q) in ratios.items() if q <= 1 << 16}
     out = sp.factor(expr.xreplace(exact))
-    whole = {f: sp.Integer(int(f)) for f in out.atoms(sp.Float) if float(f).is_integer()}
+    whole = {f: sp.Integer(int(f)) for f in parts(out, sp.Float) if float(f).is_integer()}
     out = out.xreplace(whole)
     return None if denominators(out) else out
 

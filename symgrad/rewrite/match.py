@@ -12,7 +12,7 @@ from ..graph import Tensor
 from ..ops import broadcast_to
 from ..ops.elementwise import sym
 from ..ops.shapes import broadcast_shapes
-from ..ops.sympy_numpy import index_of
+from ..ops.sympy_numpy import index_of, parts
 from .manager import Rewriter
 
 X0, X1 = sym(0), sym(1)
@@ -176,7 +176,7 @@ def in_condition(rw: Rewriter, c: int, n: int) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _condition_slots(expr: sp.Expr) -> frozenset[int]:
     """The argument positions ``expr`` reads inside comparisons."""
-    found = [r.free_symbols for r in expr.atoms(sp.core.relational.Relational)]
+    found = [r.free_symbols for r in parts(expr, sp.core.relational.Relational)]
     return frozenset(index_of(s) for s in set().union(*found))
 
 

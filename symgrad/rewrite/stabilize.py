@@ -11,7 +11,7 @@ import numpy as np
 import sympy as sp
 
 from .. import ops
-from ..ops.elementwise import beyond_float64, build, index_of, sigmoid, softplus, sym
+from ..ops.elementwise import beyond_float64, build, index_of, parts, sigmoid, softplus, sym
 from .fuse import denominators, expression_node, group_expression
 from .manager import ELEMENTWISE, Rewriter, rewrite
 from .match import (
@@ -225,7 +225,7 @@ def _may_cancel(rw: Rewriter, n: int) -> bool:
 
 def _divisors(expr: sp.Expr) -> set:
     """The symbols that appear in a divisor of ``expr``."""
-    return {s for p in expr.atoms(sp.Pow) if p.exp.is_negative for s in p.base.free_symbols}
+    return {s for p in parts(expr, sp.Pow) if p.exp.is_negative for s in p.base.free_symbols}
 
 
 @rewrite("sigmoid", "stabilize", "mul", "div")
