@@ -9,10 +9,11 @@ import numpy as np
 from .autodiff.forward import jvp
 from .autodiff.reverse import grad
 from .compile.evaluate import evaluate, feed_nodes
-from .errors import GradientCheckError, InputError, user_site
-from .graph import Tensor
+from .errors import GradientCheckError, InputError, show, user_site
+from .graph import Tensor, mapping, tensor_list
 from .ops import sum as sum_
 from .ops.shapes import is_float
+from .validate import count, number, refuse
 
 
 @dataclass
@@ -32,8 +33,8 @@ def numeric_grad(f: Tensor, feed: dict, x: Tensor, eps: float = 1e-6) -> np.ndar
     """Central-difference gradient of the scalar ``f`` with respect to the fed input ``x``."""
     if not isinstance(f, Tensor) or f.ndim != 0:
         raise InputError(f"numeric_grad needs a scalar Tensor, got {f!r} ({user_site()})")
-    if not isinstance(eps, (int, float)) or not eps > 0:
-        raise InputError(f"numeric_grad: eps must be > 0, got {eps!r} ({user_site()})")
+    number("numeric_grad", "eps", eps, above=0)
+    feed = mapping(feed, "numeric_grad: the feed {input: value}", InputError)
     base = {k: np.array(v, copy=True) for k, v in feed.items()}
     key = next((k for k in base if (k if isinstance(k, Tensor) else f.graph[k]) == x), None)
     if key is None or base[key].dtype.kind != "f":  # x + eps of an int array rounds eps away
@@ -51,27 +52,37 @@ def numeric_grad(f: Tensor, feed: dict, x: Tensor, eps: float = 1e-6) -> np.ndar
     return g
 
 
+# each order differentiates the last one's graph: its size roughly doubles per order
+MAX_ORDER = 8
+
+
 def _check_settings(order, modes, directions, eps, rtol, atol) -> None:
     """Refuse settings under which check_grads would check nothing, or pass whatever it
     found (a nan tolerance makes every comparison false)."""
-    whole = {"order": order, "directions": directions}
-    for name, v in whole.items():
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise InputError(
-                f"check_grads: {name} must be a positive int, got {v!r} ({user_site()})"
-            )
-    positive = {"eps": eps, "rtol": rtol, "atol": atol}
-    for name, v in positive.items():
-        if not isinstance(v, (int, float, np.number)) or not (v >= 0 and np.isfinite(v)):
-            raise InputError(
-                f"check_grads: {name} must be a finite number >= 0, got {v!r} ({user_site()})"
-            )
-    if eps == 0:
-        raise InputError(f"check_grads: eps must be > 0 ({user_site()})")
-    if isinstance(modes, str) or not modes or not set(modes) <= {"rev", "fwd"}:
-        raise InputError(
-            f"check_grads: modes must be a non-empty subset of rev, fwd: {modes!r} ({user_site()})"
-        )
+    count("check_grads", "order", order)
+    if order > MAX_ORDER:
+        refuse("check_grads", f"order must be at most {MAX_ORDER}, got {order}")
+    count("check_grads", "directions", directions)
+    number("check_grads", "eps", eps, above=0)
+    number("check_grads", "rtol", rtol, low=0)
+    number("check_grads", "atol", atol, low=0)
+    if not isinstance(modes, (list, tuple, set)) or not modes or not set(modes) <= {"rev", "fwd"}:
+        refuse("check_grads", f"modes must be a non-empty subset of rev, fwd: {show(modes)}")
+
+
+def _wrt(graph, wrt, fed) -> list[Tensor]:
+    """The inputs to check: ``wrt`` (a Tensor or a list of Tensors of the graph, each once), or
+    every fed input; float ones only."""
+    if wrt is None:
+        xs = [graph.tensor(n) for n in fed]
+    else:
+        xs, _ = tensor_list(wrt, "check_grads: wrt")  # one Tensor is one input, not its rows
+        for i, x in enumerate(xs):
+            if x.graph is not graph:
+                refuse("check_grads", f"wrt {x!r} is not a Tensor of f's graph")
+            if x in xs[:i]:  # its derivative would count twice against one difference
+                refuse("check_grads", f"wrt lists {graph.describe(x.node)} twice")
+    return [x for x in xs if is_float(x.dtype)]
 
 
 def check_grads(
@@ -99,9 +110,7 @@ def check_grads(
     _check_settings(order, modes, directions, eps, rtol, atol)
     graph = f.graph
     fed = feed_nodes(graph, feed)
-    wrt = [wrt] if isinstance(wrt, Tensor) else wrt  # one Tensor is one input, not its rows
-    xs = [graph.tensor(n) for n in fed] if wrt is None else list(wrt)
-    xs = [x for x in xs if is_float(x.dtype)]
+    xs = _wrt(graph, wrt, fed)
     for x in xs:
         if x.dtype != "float64":
             raise InputError(
@@ -117,39 +126,40 @@ def check_grads(
             raise InputError(
                 f"check_grads: no value fed for {graph.describe(x.node)} ({user_site()})"
             )
-    shape = np.shape(evaluate(f, point))
-    h = f if not shape else sum_(f * graph.constant(rng.standard_normal(shape)))
-    records: list[CheckRecord] = []
-    failures = []
-    for k in range(1, order + 1):
-        dirs = [{x: rng.standard_normal(point[x].shape) for x in xs} for _ in range(directions)]
-        for j, d in enumerate(dirs):
-            numeric = _central_difference(h, point, d, eps)
-            for mode in modes:
-                derivative, tangents = _directional(h, xs, d, mode)
-                sym = float(evaluate(derivative, {**point, **tangents}))
-                rec = CheckRecord(k, mode, j, sym, numeric)
-                records.append(rec)
-                if rec.error > atol + rtol * max(abs(sym), abs(numeric)):
-                    failures.append(rec)
-        if k < order:  # the next order differentiates this order's derivative along a new w
-            w = {x: graph.constant(rng.standard_normal(point[x].shape)) for x in xs}
-            gs = grad(h, xs)
-            h = None
-            for g_, x in zip(gs, xs):
-                term = sum_(g_ * w[x])
-                h = term if h is None else h + term
-    if failures:
-        lines = [
-            f"order {r.order} ({r.mode}), direction {r.direction}: symbolic {r.symbolic:.10g} "
-            f"vs numeric {r.numeric:.10g} (abs err {r.error:.3g})"
-            for r in failures
-        ]
-        names = ", ".join(graph.describe(x.node) for x in xs)
-        raise GradientCheckError(
-            f"derivatives of {graph.describe(f.node)} disagree with finite differences "
-            f"(w.r.t. {names}):\n  " + "\n  ".join(lines)
-        )
+    with graph.transaction():  # a failed check leaves none of its derivative nodes
+        shape = np.shape(evaluate(f, point))
+        h = f if not shape else sum_(f * graph.constant(rng.standard_normal(shape)))
+        records: list[CheckRecord] = []
+        failures = []
+        for k in range(1, order + 1):
+            dirs = [{x: rng.standard_normal(point[x].shape) for x in xs} for _ in range(directions)]
+            for j, d in enumerate(dirs):
+                numeric = _central_difference(h, point, d, eps)
+                for mode in modes:
+                    derivative, tangents = _directional(h, xs, d, mode)
+                    sym = float(evaluate(derivative, {**point, **tangents}))
+                    rec = CheckRecord(k, mode, j, sym, numeric)
+                    records.append(rec)
+                    if rec.error > atol + rtol * max(abs(sym), abs(numeric)):
+                        failures.append(rec)
+            if k < order:  # the next order differentiates this order's derivative along a new w
+                w = {x: graph.constant(rng.standard_normal(point[x].shape)) for x in xs}
+                gs = grad(h, xs)
+                h = None
+                for g_, x in zip(gs, xs):
+                    term = sum_(g_ * w[x])
+                    h = term if h is None else h + term
+        if failures:
+            lines = [
+                f"order {r.order} ({r.mode}), direction {r.direction}: symbolic {r.symbolic:.10g} "
+                f"vs numeric {r.numeric:.10g} (abs err {r.error:.3g})"
+                for r in failures
+            ]
+            names = ", ".join(graph.describe(x.node) for x in xs)
+            raise GradientCheckError(
+                f"derivatives of {graph.describe(f.node)} disagree with finite differences "
+                f"(w.r.t. {names}; checked at {user_site()}):\n  " + "\n  ".join(lines)
+            )
     return records
 
 

@@ -141,6 +141,10 @@ class Graph:
 
     def constant(self, value: Any, dtype: str | None = None, name: str | None = None) -> Tensor:
         """A fixed value. Equal constants are one node."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise GraphError(
+                f"constant: a name is a non-empty string or None, got {show(name)} at {user_site()}"
+            )
         value = _array(value, dtype, "constant" if name is None else f"constant {name!r}")
         value.flags.writeable = False
         attrs = {"value": value}
@@ -245,10 +249,10 @@ class Graph:
 
     def __getitem__(self, name: str) -> Tensor:
         """The input or variable called ``name``."""
-        if name not in self._names:
+        if not isinstance(name, str) or name not in self._names:
             known = ", ".join(repr(k) for k in list(self._names)[:10]) or "none"
             raise GraphError(
-                f"no input or variable named {name!r} (known: {known}) at {user_site()}"
+                f"no input or variable named {show(name)} (known: {known}) at {user_site()}"
             )
         return Tensor(self, self._names[name])
 
@@ -505,14 +509,42 @@ def _ops():
 
 
 def _graph_of(args) -> Graph | None:
+    graphs = _graphs_of(args)
+    return graphs[0] if graphs else None
+
+
+def _graphs_of(args) -> list[Graph]:
+    """The graphs of the Tensors among ``args`` (in lists too), first seen first."""
+    out: list[Graph] = []
     for a in args:
-        if isinstance(a, Tensor):
-            return a.graph
+        found = [a.graph] if isinstance(a, Tensor) else []
         if isinstance(a, (list, tuple)):
-            found = _graph_of(a)
-            if found is not None:
-                return found
-    return None
+            found = _graphs_of(a)
+        out += [g for g in found if all(g is not h for h in out)]
+    return out
+
+
+def tensor_list(value: Any, what: str) -> tuple[list, bool]:
+    """(items, was_single) of a Tensor or a list or tuple of them; anything else (a string, a
+    number, an array) is refused naming ``what``."""
+    if isinstance(value, Tensor):
+        return [value], True
+    if isinstance(value, (list, tuple)):
+        return list(value), False
+    raise GraphError(
+        f"{what} must be a Tensor or a list of Tensors, got {type(value).__name__} ({user_site()})"
+    )
+
+
+def mapping(value: Any, what: str, error: type = GraphError) -> dict:
+    """``value``, a dict or other mapping, as a dict (None as an empty one)."""
+    from collections.abc import Mapping
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise error(f"{what} must be a dict, got {type(value).__name__} ({user_site()})")
+    return dict(value)
 
 
 def atomic(fn: Callable) -> Callable:
@@ -521,10 +553,19 @@ def atomic(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def op(*args, **kwargs):
-        graph = _graph_of(args)
-        if graph is None:  # every op reads a Tensor: a Python value alone names no graph
+        graphs = _graphs_of(args)
+        if not graphs:  # every op reads a Tensor: a Python value alone names no graph
             got = ", ".join(type(a).__name__ for a in args) or "no arguments"
             raise GraphError(f"{fn.__name__} needs a symgrad Tensor, got {got} ({user_site()})")
+        graph = graphs[0]
+        if len(graphs) > 1:  # before the op lifts or reshapes an argument in either graph
+            shown = ", ".join(
+                _arg_text(a, a.graph) if isinstance(a, Tensor) else "..." for a in args
+            )
+            raise GraphError(
+                f"{fn.__name__}: the arguments are Tensors of different graphs\n  in "
+                f"{fn.__name__}({shown}) at {user_site()}"
+            )
         start = graph._next_id
         try:
             return fn(*args, **kwargs)
@@ -535,6 +576,15 @@ def atomic(fn: Callable) -> Callable:
                 raise
             shown = ", ".join(_arg_text(a, graph) for a in args)
             raise type(e)(f"{e}\n  in {fn.__name__}({shown}) at {site}") from None
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError) as e:
+            # an argument of a kind the op cannot use (a list where a Tensor goes, a ragged
+            # index): what Python or NumPy said, with the call
+            graph.rollback(start)
+            shown = ", ".join(_arg_text(a, graph) for a in args)
+            raise GraphError(
+                f"{fn.__name__} cannot use these arguments ({type(e).__name__}: {e})\n  in "
+                f"{fn.__name__}({shown}) at {user_site()}"
+            ) from e
         except BaseException:
             graph.rollback(start)
             raise
@@ -574,7 +624,7 @@ _DTYPE_NAMES: dict[str, str] = {}
 def _dtype(dtype: Any) -> np.dtype:
     try:
         return np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):  # np.dtype of a Tensor raises ValueError
         raise ShapeError(f"unknown dtype {dtype!r}; at {user_site()}") from None
 
 

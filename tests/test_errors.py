@@ -835,3 +835,73 @@ def test_unprintable_dim_names_are_quoted_in_messages():
     text = sg.introspect.format_graph(x)
     assert "\n%99:float64[] = fake_op" not in text and len(text.splitlines()) == 1
     assert "'b\\n%99:float64[] = fake_op'" in g.describe(x.node)
+
+
+@pytest.fixture
+def other():
+    g2 = sg.Graph()
+    return g2, g2.input("x2", (2, 3))
+
+
+@pytest.mark.parametrize(
+    "bad, error, words",
+    [
+        (lambda e, o: sg.hvp([1, 2], e.x, e.x), G, "hvp needs output Tensors"),
+        (lambda e, o: sg.jacobian("abc", e.x), G, "jacobian needs output Tensors"),
+        (lambda e, o: sg.hessian(None, e.x), G, "hessian needs output Tensors"),
+        (lambda e, o: sg.jacobian(e.y, np.ones(3)), G, "is not a Tensor of the output's graph"),
+        (lambda e, o: sg.jacobian(e.y, [e.x, o[1]]), G, "'x2'"),
+        (lambda e, o: sg.hvp(e.s, e.x, e.x, mode=np.ones(3)), G, "hvp mode must be"),
+        (lambda e, o: sg.jvp(e.y, e.x, "abc"), G, "array of real numbers, got str"),
+        (lambda e, o: sg.vjp([e.y, e.s], [e.x], [{}, 1.0]), G, "got dict"),
+        (lambda e, o: sg.vjp(e.y, e.x, np.ones((2, 3), complex)), G, "complex128"),
+        (lambda e, o: sg.hvp(e.s, e.x, Ellipsis), G, "got ellipsis"),
+        (lambda e, o: sg.grad(e.s, e.x, known_grads=[e.x, None]), G, "known_grads must be a dict"),
+        (lambda e, o: sg.grad(e.s, e.x, disconnected=np.ones(3)), G, "disconnected must be"),
+        (lambda e, o: sg.compile(5, [e.x]), G, "outputs must be a Tensor or a list"),
+        (lambda e, o: sg.compile("", [e.x]), G, "got str"),
+        (lambda e, o: sg.compile(e.s, 5), G, "inputs must be a Tensor or a list"),
+        (lambda e, o: sg.compile(e.s, [e.x], updates=1), G, "updates must be a dict"),
+        (lambda e, o: sg.evaluate(e.s, 5), I, "feed {input: value} must be a dict"),
+        (lambda e, o: sg.evaluate(5, {e.x: np.ones((2, 3))}), G, "evaluate: outputs"),
+        (lambda e, o: e.fn.specialize([0]), I, "specialize: the values must be a dict"),
+        (lambda e, o: sg.check_grads(e.s, {e.x: np.ones((2, 3))}, modes=1), I, "modes must be"),
+        (lambda e, o: sg.check_grads(e.s, {e.x: np.ones((2, 3))}, wrt=1), G, "wrt must be"),
+        (lambda e, o: sg.check_grads(e.s, {e.x: np.ones((2, 3))}, wrt=(e.x, e.x)), I, "twice"),
+        (lambda e, o: sg.check_grads(e.s, {e.x: np.ones((2, 3))}, order=10**6), I, "at most 8"),
+        (lambda e, o: sg.check_grads(e.s, {e.x: np.ones((2, 3))}, eps=10**400), I, "eps must be"),
+        (lambda e, o: sg.numeric_grad(e.s, 5, e.x), I, "feed {input: value} must be a dict"),
+        (lambda e, o: sg.maxout(7, e.s), G, "maxout cannot use these arguments"),
+        (lambda e, o: sg.maxout(e.s, 2), G, "maxout cannot use these arguments"),
+        (lambda e, o: sg.zeros_like([e.x, None]), G, "zeros_like cannot use these arguments"),
+        (lambda e, o: sg.stop_gradient((e.x, e.x)), G, "stop_gradient cannot use these"),
+        (lambda e, o: sg.reshape(e.x, np.ones((2, 3))), G, "reshape cannot use these arguments"),
+        (lambda e, o: e.x[..., [[1, 2], [3]]], G, "getitem cannot use these arguments"),
+        (lambda e, o: sg.cast(e.x, e.w), S, "unknown dtype"),
+        (lambda e, o: e.g[np.arange(3)], G, "no input or variable named array"),
+        (lambda e, o: o[1] @ e.v, G, "Tensors of different graphs"),
+        (lambda e, o: sg.concatenate([e.x, o[1]]), G, "Tensors of different graphs"),
+        (lambda e, o: e.g.constant(1.0, name=e.x), G, "a name is a non-empty string"),
+    ],
+)
+def test_bad_arguments_to_the_entry_points_get_symgrad_errors(bad, error, words, other):
+    env, g2 = Env(), other[0]
+    before = (len(env.g), env.g.nx.number_of_edges(), env.g._next_id, len(g2))
+    with pytest.raises(error) as info:
+        bad(env, other)
+    text = str(info.value)
+    assert isinstance(info.value, sg.SymgradError)
+    for word in (words, site(bad)):
+        assert word in text, f"{word!r} not in message:\n{text}"
+    assert (len(env.g), env.g.nx.number_of_edges(), env.g._next_id, len(g2)) == before
+
+
+def test_a_failed_gradient_check_leaves_no_nodes():
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    f = sg.sum(sg.exp(x))
+    before = len(g)
+    # a central difference of step 1 is off by sinh(1) - 1 = 18%: the check must fail
+    with pytest.raises(sg.GradientCheckError, match="checked at .*test_errors.py"):
+        sg.check_grads(f, {x: np.array([1.0, 2.0, 3.0])}, eps=1.0, order=2)
+    assert len(g) == before

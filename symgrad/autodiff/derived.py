@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DifferentiationError, GraphError, user_site
+from ..errors import DifferentiationError, GraphError, show, user_site
 from ..graph import Tensor
 from ..ops import reshape, sum, transpose
 from ..ops.shapes import numel
 from .forward import jvp
-from .reverse import _as_list, grad, vjp
+from .reverse import _as_list, _check, _outputs, grad, vjp
 
 
 def hvp(f: Tensor, wrt, v, mode: str = "fwd-rev"):
@@ -18,12 +18,15 @@ def hvp(f: Tensor, wrt, v, mode: str = "fwd-rev"):
     ``mode="fwd-rev"`` (default) is forward-over-reverse, jvp(grad f, v);
     ``mode="rev-rev"`` is the textbook grad(<grad f, v>).
     """
+    _outputs([f], "hvp")
     ws, single = _as_list(wrt)
     vs, _ = _as_list(v)
     if len(ws) != len(vs):
         raise GraphError(f"hvp: {len(ws)} inputs but {len(vs)} vectors ({user_site()})")
-    if mode not in ("fwd-rev", "rev-rev"):
-        raise GraphError(f"hvp mode must be 'fwd-rev' or 'rev-rev', got {mode!r} ({user_site()})")
+    if not isinstance(mode, str) or mode not in ("fwd-rev", "rev-rev"):
+        raise GraphError(
+            f"hvp mode must be 'fwd-rev' or 'rev-rev', got {show(mode)} ({user_site()})"
+        )
     with f.graph.transaction():  # all or nothing: a bad v leaves no gradient nodes behind
         gs = grad(f, ws)
         if mode == "fwd-rev":
@@ -60,11 +63,13 @@ def jacobian(y: Tensor, x, mode: str = "auto"):
     ``mode="rev"`` pulls the basis of y back through batched cotangents (one VJP graph);
     ``"auto"`` picks reverse mode when y has fewer elements than x.
     """
+    graph = _outputs([y], "jacobian")
     xs, single = _as_list(x)
-    if mode not in ("auto", "fwd", "rev"):
+    if not isinstance(mode, str) or mode not in ("auto", "fwd", "rev"):
         raise GraphError(
-            f"jacobian mode must be 'auto', 'fwd' or 'rev', got {mode!r} ({user_site()})"
+            f"jacobian mode must be 'auto', 'fwd' or 'rev', got {show(mode)} ({user_site()})"
         )
+    _check(graph, xs, "zero")  # before a basis is made in some other graph
     with y.graph.transaction():
         out = _jacobians(y, xs, mode)
     return out[0] if single else out
@@ -86,6 +91,7 @@ def _jacobians(y: Tensor, xs: list, mode: str) -> list:
 
 def hessian(f: Tensor, x):
     """Hessian of the scalar ``f``: shape x.shape + x.shape (forward over reverse)."""
+    _outputs([f], "hessian")
     xs, single = _as_list(x)
     with f.graph.transaction():
         if single:

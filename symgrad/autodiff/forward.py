@@ -6,14 +6,12 @@ them in front, which is how Jacobians and Hessians push a whole basis through on
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import DifferentiationError, GraphError, ShapeError, user_site
 from ..graph import Tensor
 from ..ops import get_op
 from ..ops.reductions import zeros_like
 from ..ops.structural import broadcast_to
-from .reverse import _as_list, _check, _outputs
+from .reverse import _as_list, _check, _outputs, _seed
 from .stable import stable_twins
 from .sweep import BARRIERS, ancestors, dependents
 
@@ -69,7 +67,7 @@ def jvp(outputs, inputs, tangents, disconnected: str = "zero"):
     with graph.transaction():
         seeds, batch = {}, None
         for x, t in zip(ins, tns):
-            t = t if isinstance(t, Tensor) else graph.constant(np.asarray(t, dtype=x.dtype))
+            t = _seed(graph, t, x, "jvp: the tangent")
             nb = t.ndim - x.ndim
             # the input's own dims, symbolic ones by name (as vjp asks of cotangents): a
             # concrete tangent of a symbolic input could not be spread to the tangents' shapes

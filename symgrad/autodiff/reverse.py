@@ -6,11 +6,11 @@ between ``wrt`` and the outputs; zero cotangents are ``None`` and never become a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DifferentiationError, GraphError, ShapeError, user_site
+from ..errors import DifferentiationError, GraphError, ShapeError, show, user_site
 from ..graph import Tensor
 from ..ops import get_op
 from ..ops.reductions import ones_like, zeros_like
@@ -89,11 +89,31 @@ def _as_list(x) -> tuple[list, bool]:
     return [x], True
 
 
+def _seed(graph, value, like: Tensor, what: str) -> Tensor:
+    """A tangent or cotangent for ``like``: a Tensor of ``graph`` as it is, else ``value``, an
+    array of real numbers, as a constant in ``like``'s dtype."""
+    if isinstance(value, Tensor):
+        if value.graph is not graph:
+            raise GraphError(f"{what} {value!r} is a Tensor of another graph ({user_site()})")
+        return value
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # a ragged list
+        arr = None
+    if arr is None or arr.dtype.kind not in "biuf":  # text, objects; complex would lose a part
+        got = type(value).__name__ + ("" if arr is None else f" of dtype {arr.dtype}")
+        raise GraphError(
+            f"{what} for {graph.describe(like.node)} must be a Tensor or an array of real "
+            f"numbers, got {got} ({user_site()})"
+        )
+    return graph.constant(arr.astype(like.dtype, copy=False))
+
+
 def _outputs(outs: list, what: str):
     """The graph of ``outs``, after refusing an empty list and anything but Tensors of one
     graph (a foreign output would be read by node id in the wrong graph)."""
     if not outs or not all(isinstance(o, Tensor) for o in outs):
-        raise GraphError(f"{what} needs output Tensors, got {outs!r} ({user_site()})")
+        raise GraphError(f"{what} needs output Tensors, got {show(outs)} ({user_site()})")
     graph = outs[0].graph
     if any(o.graph is not graph for o in outs):
         raise GraphError(f"{what}: the outputs are Tensors of different graphs ({user_site()})")
@@ -128,9 +148,9 @@ def _finish(
 
 
 def _check(graph, wrt, disconnected):
-    if disconnected not in ("zero", "raise"):
+    if not isinstance(disconnected, str) or disconnected not in ("zero", "raise"):
         raise GraphError(
-            f"disconnected must be 'zero' or 'raise', got {disconnected!r} ({user_site()})"
+            f"disconnected must be 'zero' or 'raise', got {show(disconnected)} ({user_site()})"
         )
     for w in wrt:
         if not isinstance(w, Tensor) or w.graph is not graph:
@@ -154,6 +174,11 @@ def grad(
     ``known_grads={node: cotangent}`` starts the sweep from given cotangents as well
     (``cost`` may then be None).
     """
+    if known_grads is not None and not isinstance(known_grads, Mapping):
+        raise GraphError(
+            f"known_grads must be a dict {{Tensor: cotangent}}, got {type(known_grads).__name__} "
+            f"({user_site()})"
+        )
     known = dict(known_grads or {})
     if cost is not None and not isinstance(cost, Tensor):
         raise GraphError(
@@ -181,7 +206,7 @@ def grad(
         if cost is not None:
             seeds[cost] = ones_like(cost)
         for node, ct in known.items():
-            ct = ct if isinstance(ct, Tensor) else graph.constant(np.asarray(ct, dtype=node.dtype))
+            ct = _seed(graph, ct, node, "known_grads cotangent")
             if not compatible(ct.shape, node.shape):
                 raise ShapeError(
                     f"known_grads: cotangent shape {ct.shape} does not fit "
@@ -209,7 +234,7 @@ def vjp(outputs, inputs, cotangents, disconnected: str = "zero"):
         seeds: dict[Tensor, Tensor] = {}
         batch = None
         for o, c in zip(outs, cots):
-            c = c if isinstance(c, Tensor) else graph.constant(np.asarray(c, dtype=o.dtype))
+            c = _seed(graph, c, o, "vjp: the cotangent")
             nb = c.ndim - o.ndim
             # the output's own dims, symbolic ones by name: another name would give the
             # result the cotangent's dims, which no call checks against the input's

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.sweep import ancestors
-from ..errors import InputError, SymgradError, user_site
-from ..graph import Tensor
+from ..errors import InputError, SymgradError, show, user_site
+from ..graph import Tensor, mapping, tensor_list
 from ..ops import get_op
 from ..ops.shapes import resolve
 from .arguments import check_argument, run_failure
@@ -19,7 +19,7 @@ from .arguments import check_argument, run_failure
 def feed_nodes(graph, feed) -> dict[int, object]:
     """Feed keys (Tensors or input/variable names) -> node ids."""
     out = {}
-    for key, value in (feed or {}).items():
+    for key, value in mapping(feed, "the feed {input: value}", InputError).items():
         t = graph[key] if isinstance(key, str) else key
         if not isinstance(t, Tensor) or t.graph is not graph:
             raise InputError(f"feed key {key!r} is not a Tensor of this graph ({user_site()})")
@@ -35,14 +35,13 @@ def resolve_attrs(spec, attrs: dict, dims: dict) -> dict:
 
 def evaluate(outputs, feed: dict | None = None):
     """Values of ``outputs`` (a Tensor or a list) given ``feed`` {input: array}."""
-    single = isinstance(outputs, Tensor)
-    outs = [outputs] if single else list(outputs)
+    outs, single = tensor_list(outputs, "evaluate: outputs")
     if not outs:
         return []
     if not all(isinstance(o, Tensor) for o in outs) or any(
         o.graph is not outs[0].graph for o in outs
     ):
-        raise InputError(f"evaluate needs Tensors of one graph, got {outs!r} ({user_site()})")
+        raise InputError(f"evaluate needs Tensors of one graph, got {show(outs)} ({user_site()})")
     graph = outs[0].graph
     fed = feed_nodes(graph, feed)
     where = user_site()

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..autodiff.sweep import ancestors
 from ..errors import GraphError, InputError, ShapeError, format_shape, user_site
-from ..graph import Tensor
+from ..graph import Tensor, mapping, tensor_list
 from ..rewrite import optimize
 from .arguments import check_argument, make_fast_key, run_failure
 from .codegen import emit_program, node_of_line
@@ -28,10 +28,9 @@ class Function:
         updates: dict | None = None,
         rewrites=True,
     ):
-        self.single = isinstance(outputs, Tensor)
-        outs = [outputs] if self.single else list(outputs)
-        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        pairs = list((updates or {}).items())
+        outs, self.single = tensor_list(outputs, "compile: outputs")
+        inputs, _ = tensor_list(inputs, "compile: inputs")
+        pairs = list(mapping(updates, "compile: updates").items())
         given = outs + inputs + [x for kv in pairs for x in kv]
         if not given:
             raise GraphError(f"compile needs outputs, inputs or updates ({user_site()})")

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import InputError, user_site
 from ..graph import Graph, Tensor
+from ..graph import mapping as as_mapping
 from ..ops import get_op
 from .arguments import check_argument
 from .evaluate import evaluate
@@ -28,7 +29,7 @@ def specialize(fn, fixed: dict):
     dims: dict = {}
     feed: dict[int, np.ndarray] = {}
     origin = fn.origin_graph
-    for key, value in fixed.items():
+    for key, value in as_mapping(fixed, "specialize: the values", InputError).items():
         t = fn.graph[key] if isinstance(key, str) else key
         if (
             isinstance(t, Tensor)
