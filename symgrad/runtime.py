@@ -295,34 +295,38 @@ def softmax_cross_entropy(logits, labels, losses, grad, scale=None, work=None):
     ``head_workspace(logits.shape)`` and the logits' dtype, saves allocating that workspace."""
     at = label_positions(logits.shape, labels) if logits.flags.c_contiguous else None
     picked = logits.reshape(-1).take(at) if at is not None else take_labels(logits, labels)
-    # one logaddexp reduce, as in logsumexp, then exp(logits - lse): lse's rounding error grows
-    # with the logits (3e-5 at 1000 in float32), so narrower floats take the shifted form
-    if logits.size <= _TINY and logits.dtype == np.float64:
-        lse = np.logaddexp.reduce(logits, 1)
-        np.subtract(logits, lse[:, None], out=grad)
-        np.exp(grad, out=grad)
+    if logits.size <= _TINY:  # one logaddexp reduce, as in logsumexp, then exp(logits - lse)
+        # in float64: lse's rounding grows with the logits (3e-5 at 1000 in float32, 1e-13 in
+        # float64), and two more calls on a few elements cost less than the shifted form
+        z = logits if logits.dtype == np.float64 else logits.astype(np.float64)
+        lse = np.logaddexp.reduce(z, 1)
+        e = np.subtract(z, lse[:, None], out=grad if z is logits else z)
+        np.exp(e, out=e)
         if scale is not None:
-            np.multiply(grad, scale, out=grad)
-    else:
-        if work is not None or head_workspace(logits.shape) is not None:  # class axis first
-            e, m = _shifted_exp_by_class(logits, work)
-            s = np.add.reduce(e, 0)
-        else:
-            lo, hi = _finite_range(logits.dtype)
-            m = np.maximum.reduce(logits, 1, None, None, True, lo)
-            np.minimum(m, hi, out=m)
-            e = np.subtract(logits, m, out=grad)
-            np.exp(e, out=e)
-            s = np.add.reduce(e, 1, None, None, True)
-        if scale is None:
-            e *= np.reciprocal(s)
-        else:  # a per-row scale lines up with the sums in either layout
-            e *= np.divide(scale if scale.ndim == 0 or e is grad else scale[:, 0], s)
+            np.multiply(e, scale, out=e)
         if e is not grad:
-            np.copyto(grad, e.T)
-        # log(s) - (picked - m): the label's logit less the shift is exact when it is the max
-        lse = np.log(s, out=s).reshape(-1)
-        np.subtract(picked, m.reshape(-1), out=picked)  # (a fresh array: take copies)
+            np.copyto(grad, e)
+        _subtract_at_labels(grad, labels, scale, at)
+        return np.subtract(lse, picked, out=losses, casting="same_kind")
+    if work is not None or head_workspace(logits.shape) is not None:  # class axis first
+        e, m = _shifted_exp_by_class(logits, work)
+        s = np.add.reduce(e, 0)
+    else:
+        lo, hi = _finite_range(logits.dtype)
+        m = np.maximum.reduce(logits, 1, None, None, True, lo)
+        np.minimum(m, hi, out=m)
+        e = np.subtract(logits, m, out=grad)
+        np.exp(e, out=e)
+        s = np.add.reduce(e, 1, None, None, True)
+    if scale is None:
+        e *= np.reciprocal(s)
+    else:  # a per-row scale lines up with the sums in either layout
+        e *= np.divide(scale if scale.ndim == 0 or e is grad else scale[:, 0], s)
+    if e is not grad:
+        np.copyto(grad, e.T)
+    # log(s) - (picked - m): the label's logit less the shift is exact when it is the max
+    lse = np.log(s, out=s).reshape(-1)
+    np.subtract(picked, m.reshape(-1), out=picked)  # (a fresh array: take copies)
     _subtract_at_labels(grad, labels, scale, at)
     return np.subtract(lse, picked, out=losses)
 
