@@ -808,6 +808,14 @@ def test_bad_anonymous_expressions_are_refused_when_built():
         lambda e: sg.elementwise("foreign", lambda a: a + sp.Symbol("x1", real=True)),
         ["reads ['x1']", "not its arguments"],
     )
+    check(
+        env,
+        sg.GraphError,
+        lambda e: sg.elementwise("half_defined", lambda a: sp.Piecewise((a, a > 0))),
+        ["half_defined", "no final (value, True) piece"],
+    )
+    piece = sp.Piecewise((x0, x0 > 0))
+    check(env, sg.GraphError, lambda e: e.g.apply("expr", [e.x], {"expr": piece}), ["(x, True)"])
 
 
 @pytest.mark.parametrize(

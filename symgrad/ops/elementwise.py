@@ -211,6 +211,14 @@ def _check_expression(expr: sp.Expr, nargs: int) -> None:
     bad = beyond_float64(expr)
     if bad is not None:
         raise GraphError(f"the expression has the constant {_short(bad)}, no finite float64")
+    if _open_pieces(expr):
+        raise GraphError(f"the expression {_short(expr)} has a Piecewise with no (x, True) piece")
+
+
+def _open_pieces(expr: sp.Expr) -> bool:
+    """Whether a Piecewise of ``expr`` has no final (value, True) piece: SymPy leaves it
+    undefined where no condition holds, which a kernel cannot say."""
+    return any(p.args[-1].cond is not sp.true for p in parts(expr, sp.Piecewise))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -391,6 +399,11 @@ def user_elementwise(name: str, fn: Callable[..., sp.Expr]) -> Callable[..., Ten
         raise GraphError(
             f"elementwise {name!r}: the builder's expression reads {sorted(map(str, foreign))}, "
             f"which are not its arguments {', '.join(map(str, syms(nargs)))} ({user_site()})"
+        )
+    if _open_pieces(expr):
+        raise GraphError(
+            f"elementwise {name!r}: a Piecewise of the builder's expression has no final "
+            f"(value, True) piece, so it is undefined where no condition holds ({user_site()})"
         )
     if not expr.free_symbols:  # a kernel computing a number would not have its shape
         raise GraphError(
