@@ -231,7 +231,19 @@ def softmax(x, axis, out=None, work=None):
 
 
 def log_softmax(x, axis):
-    return x - logsumexp(x, axis, True)
+    """(x - max) - log(sum(exp(x - max))) over ``axis``: exact for the largest entries where
+    x - logsumexp(x) would lose the rounding of a logsumexp of large logits (1e10 in float32:
+    log(1/3) came out 0)."""
+    x = _floating(x)
+    if axis == () or x.size == 0:
+        return x - logsumexp(x, axis, True)
+    lo, hi = _finite_range(x.dtype)
+    m = np.maximum.reduce(x, axis, None, None, True, lo)
+    np.minimum(m, hi, out=m)  # a finite shift: rows of -inf or with +inf stay as logsumexp has them
+    d = x - m
+    e = np.exp(d)
+    s = np.add.reduce(e, axis, None, None, True)
+    return np.subtract(d, np.log(s, out=s), out=d)
 
 
 def softmax_minus_one_hot(logits, labels, lse=None, scale=None, out=None):

@@ -268,3 +268,20 @@ def test_a_fourth_derivative_through_a_user_op_compiles_to_sympys_value():
     want = float(exact.subs(t, sp.Rational(7, 10)).evalf(30))
     assert sg.compile(d, [x])(np.float64(0.7)) == pytest.approx(want, rel=1e-10)
     assert sg.evaluate(d, {x: np.float64(0.7)}) == pytest.approx(want, rel=1e-10)
+
+
+def test_second_derivatives_through_abs_of_a_quotient():
+    # SymPy leaves d sign(a / b) / db unevaluated (a / b may be zoo): it is 0 almost everywhere
+    g = sg.Graph()
+    x, y, v = (g.input(n, (3,)) for n in "xyv")
+    a = sg.abs(y / x)
+    f = sg.sum(sg.exp(a) / (1.0 + sg.exp(a)))
+    xv, yv, vv = np.array([1.0, -2.0, 3.0]), np.array([0.5, 1.0, -2.0]), np.array([1.0, 2.0, -1.0])
+    feed = {x: xv, y: yv, v: vv}
+    grad_fn = sg.compile(sg.grad(f, x), [x, y])
+    eps = 1e-6
+    want = (grad_fn(xv + eps * vv, yv) - grad_fn(xv - eps * vv, yv)) / (2 * eps)
+    for mode in ("fwd-rev", "rev-rev"):
+        h = sg.hvp(f, x, v, mode=mode)
+        np.testing.assert_allclose(sg.compile(h, [x, y, v])(xv, yv, vv), want, rtol=1e-6)
+        np.testing.assert_allclose(sg.evaluate(h, feed), want, rtol=1e-6)

@@ -93,9 +93,11 @@ def xent_case(g):
 
 
 def sum_one_hot_case(g):
+    # the one_hot is read elsewhere too: computed anyway, it checks the labels' range
     v, vv = _x(g, (4, 1))
     y, yv = _labels(g)
-    return [sg.sum(sg.one_hot(y, 3) * v, axis=-1)], [v, y], [vv, yv]
+    h = sg.one_hot(y, 3)
+    return [sg.sum(h * v, axis=-1), sg.sum(h)], [v, y], [vv, yv]
 
 
 def xent_gradient_case(g):
@@ -609,3 +611,43 @@ def test_a_node_replaced_by_a_newer_equal_one_keeps_the_order():
     assert_topological(fn)
     for a in fn(np.array(0.5)):
         np.testing.assert_allclose(a, [1 - np.tanh(0.5) ** 2], rtol=1e-15)
+
+
+def test_integer_sums_keep_numpys_wraparound():
+    g = sg.Graph()
+    u, i8 = g.input("u", (3,), "uint8"), g.input("i8", (200,), "int8")
+    uv, iv = np.array([1, 2, 128], np.uint8), np.zeros(200, np.int8)
+    three = sg.broadcast_to(g.constant(np.uint8(3)), (3, 100))
+    outs = [sg.sum(-u), sg.sum(three, 1), sg.sum(sg.ones_like(i8))]
+    want = [np.sum(-uv), np.sum(np.full((3, 100), 3, np.uint8), 1), np.sum(np.ones(200, np.int8))]
+    for got in (sg.compile(outs, [u, i8])(uv, iv), sg.evaluate(outs, {u: uv, i8: iv})):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+            assert np.asarray(a).dtype == b.dtype
+
+
+def test_a_one_hot_read_only_by_its_class_sum_still_checks_the_labels():
+    g = sg.Graph()
+    y, v = g.input("y", (2,), "int64"), g.input("v", (2, 1))
+    fn = sg.compile(sg.sum(sg.one_hot(y, 3) * v, -1), [y, v])
+    np.testing.assert_array_equal(fn(np.array([0, 2]), np.array([[2.0], [3.0]])), [2.0, 3.0])
+    with pytest.raises(sg.InputError, match="labels"):
+        fn(np.array([0, 7]), np.ones((2, 1)))
+
+
+def test_log_softmax_is_exact_for_the_largest_of_huge_logits():
+    g = sg.Graph()
+    z = g.input("z", (1, 4), "float32")
+    zv = np.array([[1e10, 1e10, 1e10, 0.0]], np.float32)
+    for out in (sg.log_softmax(z, -1), sg.log(sg.softmax(z, -1))):
+        got = sg.compile(out, [z])(zv)
+        np.testing.assert_allclose(got[0, :3], -np.log(3.0), rtol=1e-6)
+        assert got[0, 3] == -1e10
+
+
+def test_malformed_exclusions_are_refused():
+    g = sg.Graph()
+    x = g.input("x", (3,))
+    for bad in (None, 5, [["merge"]]):
+        with pytest.raises(sg.GraphError, match="test_rewrite.py"):
+            sg.compile(sg.tanh(x), [x], rewrites={"exclude": bad})

@@ -48,6 +48,11 @@ def derivative(expr: sp.Expr, i: int, nargs: int) -> sp.Expr:
     """d expr / d x_i over x_0..x_{nargs-1}; where cheaper, written with x_nargs = expr itself."""
     d = sp.diff(expr, sym(i))
     d = d.replace(sp.DiracDelta, lambda *a: sp.S.Zero)  # derivatives hold almost everywhere
+    # sign' = 0 too; SymPy leaves it unevaluated where the argument may be zoo (sign(a / b))
+    d = d.replace(
+        lambda e: isinstance(e, sp.Derivative) and isinstance(e.expr, sp.sign),
+        lambda e: sp.S.Zero,
+    )
     d = d.replace(sp.Heaviside, lambda *a: sp.Piecewise((1, a[0] > 0), (0, True)))
     d = sp.powsimp(d)
     if not expr.is_Symbol and not expr.is_Number:

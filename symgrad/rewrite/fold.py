@@ -46,7 +46,9 @@ def _uniform_result(rw: Rewriter, n: int, op: str, args: list[int]):
         count = numel(tuple(rw.shape(args[0])[a] for a in axes))
         if v is None or count is None or count == 0:
             return None
-        return v * count if op == "sum" else v
+        # in the sum's own dtype (uint8 sums are uint64): v * count of the element's dtype
+        # would wrap around (uint8) or raise (int8 and a Python int out of its range)
+        return np.asarray(v, dtype=rw.dtype(n)) * count if op == "sum" else v
     if op == "matmul" and any(uniform(rw, a) == 0 for a in args if uniform(rw, a) is not None):
         return 0
     if op == "where":

@@ -89,12 +89,17 @@ def enabled_rewrites(option) -> frozenset[str]:
     """The names switched on by ``rewrites=``: True, False or {"exclude": [names]}."""
     if option is True:
         return frozenset(REWRITES)
-    if option is False or option is None:
+    if option is False or option is None:  # None: as False
         return frozenset()
     if isinstance(option, dict) and set(option) <= {"exclude"}:
         excluded = option.get("exclude", ())
-        excluded = [excluded] if isinstance(excluded, str) else list(excluded)
-        unknown = [n for n in excluded if n not in REWRITES]
+        excluded = [excluded] if isinstance(excluded, str) else excluded
+        if not isinstance(excluded, (list, tuple, set, frozenset)):
+            raise GraphError(
+                f"rewrites={{'exclude': ...}} takes a list of rewrite names, got "
+                f"{type(excluded).__name__} ({user_site()})"
+            )
+        unknown = [n for n in excluded if not isinstance(n, str) or n not in REWRITES]
         if unknown:
             raise GraphError(
                 f"unknown rewrite {unknown[0]!r} in rewrites={option!r} ({user_site()}); "

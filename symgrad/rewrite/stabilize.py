@@ -12,6 +12,7 @@ import sympy as sp
 
 from .. import ops
 from ..ops.elementwise import beyond_float64, build, index_of, parts, sigmoid, softplus, sym
+from ..ops.shapes import is_float
 from .fuse import denominators, expression_node, group_expression
 from .manager import ELEMENTWISE, Rewriter, rewrite
 from .match import (
@@ -428,6 +429,8 @@ def sum_one_hot(rw: Rewriter, n: int):
         shape = rw.shape(v)
         if rw.op(h) != "one_hot" or (shape and shape[-1] != 1):
             continue
+        if rw.uses(h) == 1:  # the one_hot checks the labels' range: it must stay computed
+            continue
         picked = ops.reshape(rw.t(v), shape[:-1]) if shape else rw.t(v)
         if rw.attrs(n)["keepdims"]:
             picked = ops.reshape(picked, picked.shape + (1,))
@@ -439,8 +442,8 @@ def sum_one_hot(rw: Rewriter, n: int):
 def sum_neg(rw: Rewriter, n: int):
     """sum(-x) -> -sum(x), where the negation is read only here."""
     (x,) = rw.args(n)
-    if rw.expr(x) != NEG or rw.uses(x) != 1:
-        return None
+    if rw.expr(x) != NEG or rw.uses(x) != 1 or not is_float(rw.dtype(n)):
+        return None  # an integer sum wraps around differently from its negation
     attrs = rw.attrs(n)
     return fit(rw, ops.neg(ops.sum(rw.t(rw.args(x)[0]), attrs["axis"], attrs["keepdims"])), n)
 
