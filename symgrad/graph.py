@@ -57,6 +57,8 @@ def freeze(value: Any) -> Any:
         return ("scalar", value.dtype.str, value.item())
     if isinstance(value, float) and value != value:
         return ("nan",)
+    if isinstance(value, (bool, float)):  # True == 1 == 1.0, but they are different attributes
+        return (type(value).__name__, value)
     return value
 
 
@@ -65,13 +67,18 @@ def _plain(value: Any, key: str) -> Any:
     expressions; lists become tuples, NumPy scalars and dtypes numbers and names), else
     GraphError. Generated source shows attributes by repr, which a subclass or any other
     object could make any code at all."""
-    if type(value) is int and not -_MAX_DIM - 1 <= value <= _MAX_DIM:
-        raise GraphError(
-            f"attribute {key!r} holds {show(value)}, beyond int64 (axes, sizes and indices all "
-            f"fit in it) ({user_site()})"
-        )
-    if value is None or type(value) in (bool, int, float, str):
+    kind = type(value)
+    if kind is int:
+        if not -_MAX_DIM - 1 <= value <= _MAX_DIM:
+            raise GraphError(
+                f"attribute {key!r} holds {show(value)}, beyond int64 (axes, sizes and indices "
+                f"all fit in it) ({user_site()})"
+            )
         return value
+    if value is None or kind is bool or kind is float or kind is str:
+        return value
+    if kind is tuple:
+        return tuple([_plain(v, key) for v in value])
     if isinstance(value, np.generic):  # through a plain array: a subclass's item() is not run
         return _plain(np.asarray(value).item(), key)
     if isinstance(value, str):  # the base class's own methods copy a subclass's value out
@@ -114,6 +121,7 @@ def normalize_shape(shape: Any) -> Shape:
 
 
 _MAX_DIM = int(np.iinfo(np.int64).max)  # NumPy's sizes are int64
+_CHECKED_ATTRS: set = set()  # (op, frozen attributes) that passed Op.check_attrs
 
 
 class Graph:
@@ -199,7 +207,11 @@ class Graph:
             return Tensor(self, hit)
         types = [self.type_of(i) for i in arg_ids]
         spec.check_arity(len(types), lambda: self._describe_call(op, arg_ids))
-        spec.check_attrs(attrs, lambda: self._describe_call(op, arg_ids))
+        if (op, key[1]) not in _CHECKED_ATTRS:  # the same attributes recur on every layer
+            spec.check_attrs(attrs, lambda: self._describe_call(op, arg_ids))
+            if len(_CHECKED_ATTRS) > 1 << 16:
+                _CHECKED_ATTRS.clear()
+            _CHECKED_ATTRS.add((op, key[1]))
         try:
             shape, dtype = spec.infer(types, attrs)
         except SymgradError as e:
@@ -513,14 +525,15 @@ def _graph_of(args) -> Graph | None:
     return graphs[0] if graphs else None
 
 
-def _graphs_of(args) -> list[Graph]:
+def _graphs_of(args, out: list | None = None) -> list[Graph]:
     """The graphs of the Tensors among ``args`` (in lists too), first seen first."""
-    out: list[Graph] = []
+    out = [] if out is None else out
     for a in args:
-        found = [a.graph] if isinstance(a, Tensor) else []
-        if isinstance(a, (list, tuple)):
-            found = _graphs_of(a)
-        out += [g for g in found if all(g is not h for h in out)]
+        if isinstance(a, Tensor):
+            if not any(a.graph is g for g in out):
+                out.append(a.graph)
+        elif isinstance(a, (list, tuple)):
+            _graphs_of(a, out)
     return out
 
 

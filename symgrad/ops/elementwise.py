@@ -204,6 +204,7 @@ def _infer_for(op_name: str):
     return infer
 
 
+@functools.lru_cache(maxsize=4096)
 def _check_expression(expr: sp.Expr, nargs: int) -> None:
     """Refuse an anonymous op's expression that reads symbols other than its arguments or
     holds a constant float64 cannot (the source would say inf)."""
