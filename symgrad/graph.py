@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import networkx as nx
@@ -520,11 +520,6 @@ def _ops():
     return ops
 
 
-def _graph_of(args) -> Graph | None:
-    graphs = _graphs_of(args)
-    return graphs[0] if graphs else None
-
-
 def _graphs_of(args, out: list | None = None) -> list[Graph]:
     """The graphs of the Tensors among ``args`` (in lists too), first seen first."""
     out = [] if out is None else out
@@ -551,8 +546,6 @@ def tensor_list(value: Any, what: str) -> tuple[list, bool]:
 
 def mapping(value: Any, what: str, error: type = GraphError) -> dict:
     """``value``, a dict or other mapping, as a dict (None as an empty one)."""
-    from collections.abc import Mapping
-
     if value is None:
         return {}
     if not isinstance(value, Mapping):

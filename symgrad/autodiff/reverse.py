@@ -6,12 +6,12 @@ between ``wrt`` and the outputs; zero cotangents are ``None`` and never become a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..errors import DifferentiationError, GraphError, ShapeError, show, user_site
-from ..graph import Tensor
+from ..graph import Tensor, mapping
 from ..ops import get_op
 from ..ops.reductions import ones_like, zeros_like
 from ..ops.shapes import compatible, is_float
@@ -174,12 +174,7 @@ def grad(
     ``known_grads={node: cotangent}`` starts the sweep from given cotangents as well
     (``cost`` may then be None).
     """
-    if known_grads is not None and not isinstance(known_grads, Mapping):
-        raise GraphError(
-            f"known_grads must be a dict {{Tensor: cotangent}}, got {type(known_grads).__name__} "
-            f"({user_site()})"
-        )
-    known = dict(known_grads or {})
+    known = mapping(known_grads, "known_grads")  # {Tensor: cotangent}
     if cost is not None and not isinstance(cost, Tensor):
         raise GraphError(
             f"grad needs a symgrad Tensor as its cost, got {type(cost).__name__} ({user_site()})"
