@@ -71,9 +71,14 @@ def _dataclass_method(code) -> bool:
 
 
 def format_shape(shape) -> str:
-    # a dim name with a newline or other unprintable text is shown quoted, never raw
-    dims = [d if isinstance(d, str) and d.isprintable() else show(d) for d in shape]
-    return "(" + ", ".join(map(str, dims)) + ("," if len(shape) == 1 else "") + ")"
+    dims = [dim_text(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(shape) == 1 else "") + ")"
+
+
+def dim_text(d) -> str:
+    """A dim for a message: a name as it is, unless a newline or other unprintable text would
+    make lines of its own (then quoted)."""
+    return d if isinstance(d, str) and d.isprintable() else show(d)
 
 
 def show(value, limit: int = 200) -> str:

@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 
 from .autodiff.sweep import ancestors
-from .errors import GraphError, user_site
+from .errors import GraphError, dim_text, user_site
 from .graph import Graph, Tensor
 
 
@@ -95,9 +95,7 @@ def _attr_text(attrs: dict) -> str:
 
 
 def _type_text(d: dict) -> str:
-    # a dim name that is not printable text (a newline) is quoted: it must not make lines
-    dims = [s if isinstance(s, str) and s.isprintable() else repr(s) for s in d["shape"]]
-    return f"{d['dtype']}[{','.join(map(str, dims))}]"
+    return f"{d['dtype']}[{','.join(dim_text(s) for s in d['shape'])}]"
 
 
 def format_graph(x) -> str:
