@@ -7,9 +7,10 @@ Tables:
 1. HVP / gradient time for MLPs (ReLU, softmax cross-entropy), float32 and float64, both HVP
    modes (forward-over-reverse and reverse-over-reverse). Lower is better; target <= 1.5.
 2. 100 HVPs at one point, (batch 128, 784-256-256-10), float32 and float64: the compiled HVP
-   function called 100 times with all its inputs, against ``fn.specialize({X, y, params})``
-   (staged evaluation: everything that does not depend on v is computed once) followed by 100
-   calls with v only; the staged total includes the specialize() call. Target: >= 1.5x.
+   function called 100 times with all its inputs, against
+   ``fn.specialize({X: ..., y: ..., W0: ..., ...})`` (staged evaluation: everything that does
+   not depend on v is computed once) followed by 100 calls with v only; the staged total
+   includes the specialize() call. Target: >= 1.5x.
 3. The full Hessian of the (batch 4, 2-16-2) network over all 82 parameters in one
    vectorized graph, against a loop of 82 compiled HVPs. Target: <= 150 µs.
 4. Node counts: gradient graph / forward graph, HVP graph / forward graph, and the Hessian

@@ -90,7 +90,11 @@ def _jacobians(y: Tensor, xs: list, mode: str) -> list:
 
 
 def hessian(f: Tensor, x):
-    """Hessian of the scalar ``f``: shape x.shape + x.shape (forward over reverse)."""
+    """Hessian of the scalar ``f``: shape x.shape + x.shape, the Jacobian of its gradient.
+
+    With a list ``x``, a list of blocks ``H[i][j]`` (d^2 f / dx_i dx_j); each block is pushed
+    forward over the gradient, or pulled back through it where the block has fewer rows than
+    columns (``jacobian``'s ``"auto"``)."""
     _outputs([f], "hessian")
     xs, single = _as_list(x)
     with f.graph.transaction():

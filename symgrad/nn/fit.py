@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..compile.function import Function, compile
-from ..errors import InputError, user_site
+from ..errors import InputError, format_shape, user_site
 from ..graph import Graph, Tensor
 from ..validate import choice, count, generator, number, refuse
 from .losses import Loss, accuracy, get_loss
@@ -226,8 +226,19 @@ def _record(history: History, epoch: int, loss: float, elapsed: float, passes: i
 def _validator(problem: Problem, loss: Loss, validation) -> Callable[[], tuple[float, float]]:
     """() -> (validation loss, accuracy or nan) at the current parameters."""
     fn = compile([problem.loss, problem.outputs], problem.inputs)
-    Xv = np.asarray(validation[0], dtype=problem.inputs[0].dtype)
+    try:
+        Xv = np.asarray(validation[0], dtype=problem.inputs[0].dtype)
+    except (TypeError, ValueError):
+        refuse("fit", f"validation X must hold numbers, got {type(validation[0]).__name__}")
     yv = loss.targets(validation[1], problem.outputs)
+    # checked now, not when the first epoch's updates are done
+    row = tuple(problem.inputs[0].shape[1:])
+    if Xv.ndim != len(row) + 1 or tuple(Xv.shape[1:]) != row or len(Xv) != len(yv):
+        refuse(
+            "fit",
+            f"validation X of shape {format_shape(Xv.shape)} and {len(yv)} targets do not fit "
+            f"the training rows of shape {format_shape(row)}",
+        )
 
     def check():
         value, outputs = fn(Xv, yv)

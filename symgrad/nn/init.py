@@ -48,6 +48,7 @@ def glorot_uniform(rng: np.random.Generator, shape: tuple, dtype: str = "float64
 
 
 def zeros(rng: np.random.Generator, shape: tuple, dtype: str = "float64") -> np.ndarray:
+    """All zeros (``rng`` unused): the biases' initializer."""
     return np.zeros(shape, dtype)
 
 

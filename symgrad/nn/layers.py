@@ -163,9 +163,10 @@ def mlp(
     """A multilayer perceptron ``sizes[0] -> ... -> sizes[-1]``.
 
     Hidden layers use ``activation``, the last one ``output_activation`` (linear: logits for
-    ``cross_entropy``). Weights come from ``init`` (default: He for rectifiers, Glorot
-    otherwise) drawn from ``numpy.random.default_rng(seed)``; biases start at zero. Variables
-    are named ``{name}{i}.W`` and ``{name}{i}.b`` in ``graph`` (a new Graph by default).
+    ``cross_entropy``). Weights come from ``init`` (default: Glorot for the named saturating
+    activations such as tanh and sigmoid, He for rectifiers and for callables) drawn from
+    ``numpy.random.default_rng(seed)``; biases start at zero. Variables are named
+    ``{name}{i}.W`` and ``{name}{i}.b`` in ``graph`` (a new Graph by default).
     """
     if len(sizes) < 2 or not all(
         isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in sizes

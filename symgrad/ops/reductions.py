@@ -208,8 +208,10 @@ for _name in ("max", "min"):
 
 
 def zeros_like(x: Tensor) -> Tensor:
+    """Zeros of x's shape and dtype: one constant broadcast, never a materialized array."""
     return broadcast_to(x.graph.constant(np.zeros((), dtype=x.dtype)), x.shape)
 
 
 def ones_like(x: Tensor) -> Tensor:
+    """Ones of x's shape and dtype: one constant broadcast, never a materialized array."""
     return broadcast_to(x.graph.constant(np.ones((), dtype=x.dtype)), x.shape)

@@ -127,6 +127,7 @@ OPS: dict[str, Op] = {}
 
 
 def register(op: Op) -> Op:
+    """Add ``op`` to the registry under its name (taken names are refused); returns it."""
     if op.name in OPS:
         raise GraphError(f"op {op.name!r} is already registered")
     OPS[op.name] = op
@@ -134,6 +135,7 @@ def register(op: Op) -> Op:
 
 
 def get_op(name: str) -> Op:
+    """The registered Op called ``name`` (GraphError if there is none)."""
     try:
         return OPS[name]
     except (KeyError, TypeError):

@@ -492,6 +492,7 @@ register(
 
 
 def concatenate(xs, axis: int = 0) -> Tensor:
+    """The Tensors (or arrays) ``xs`` joined along ``axis``, as np.concatenate."""
     if not isinstance(xs, (list, tuple)) or not xs:
         raise GraphError(
             f"concatenate needs a non-empty list of Tensors, got {xs!r} ({user_site()})"
