@@ -449,3 +449,15 @@ def test_set_values_checks_count_and_shapes_before_writing():
         net.set_values(before[:3])
     for b, a in zip(before, net.get_values()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fit_checks_the_validation_data_before_the_first_update():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    net = nn.mlp([3, 4, 2], seed=0)
+    before = net.get_values()
+    for validation in ((X[:5, :2], y[:5]), (X[:5], y[:4])):
+        with pytest.raises(sg.InputError, match="validation X of shape"):
+            nn.fit(net, X, y, epochs=1, batch_size=10, validation=validation, quiet=True)
+    for b, a in zip(before, net.get_values()):
+        np.testing.assert_array_equal(a, b)
