@@ -347,30 +347,37 @@ class Tensor:
 
     @property
     def shape(self) -> Shape:
+        """The shape: a tuple of ints and symbolic dim names."""
         return self._data["shape"]
 
     @property
     def dtype(self) -> str:
+        """The NumPy dtype name, such as "float64"."""
         return self._data["dtype"]
 
     @property
     def ndim(self) -> int:
+        """The number of axes."""
         return len(self.shape)
 
     @property
     def op(self) -> str:
+        """The name of the op that computes this node."""
         return self._data["op"]
 
     @property
     def attrs(self) -> dict:
+        """The op's static parameters (axis, constant value, expression, ...)."""
         return self._data["attrs"]
 
     @property
     def name(self) -> str | None:
+        """The user's label of an input, variable or named constant; else None."""
         return self._data.get("name")
 
     @property
     def args(self) -> list[Tensor]:
+        """The argument nodes, in position order."""
         return [Tensor(self.graph, a) for a in self.graph.args(self.node)]
 
     @property
@@ -477,31 +484,39 @@ class Tensor:
 
     @property
     def T(self) -> Tensor:
+        """The transpose (axes reversed)."""
         return self._op("transpose", self)
 
     def sum(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Sum over ``axis`` (all axes by default), as ndarray.sum."""
         return self._op("sum", self, axis, keepdims)
 
     def mean(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Mean over ``axis`` (all axes by default), as ndarray.mean."""
         return self._op("mean", self, axis, keepdims)
 
     def max(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Maximum over ``axis`` (all axes by default), as ndarray.max."""
         return self._op("max", self, axis, keepdims)
 
     def min(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Minimum over ``axis`` (all axes by default), as ndarray.min."""
         return self._op("min", self, axis, keepdims)
 
     def reshape(self, *shape) -> Tensor:
+        """The same values in ``shape`` (symbolic dims allowed), as ndarray.reshape."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return self._op("reshape", self, shape)
 
     def transpose(self, *axes) -> Tensor:
+        """Axes permuted (reversed by default), as ndarray.transpose."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return self._op("transpose", self, axes or None)
 
     def astype(self, dtype: str) -> Tensor:
+        """The values converted to ``dtype``, as ndarray.astype."""
         return self._op("cast", self, dtype)
 
 

@@ -61,6 +61,7 @@ class Optimizer:
             number(type(self).__name__, name, getattr(self, name), **bounds)
 
     def make_step(self, problem: Problem) -> CompiledStep:
+        """One compiled call computing the loss, its gradient and every update."""
         self.check()  # the settings may have been changed since construction
         grads = grad(problem.loss, problem.params)
         updates = self.updates(problem.params, grads)
@@ -87,6 +88,7 @@ class Optimizer:
         """Make state shared by all parameters (e.g. a step count)."""
 
     def rule(self, p: Tensor, g: Tensor) -> dict[Tensor, Tensor]:
+        """{variable: new value} for parameter ``p`` with gradient ``g`` and its state."""
         raise NotImplementedError
 
 
