@@ -253,3 +253,19 @@ def test_a_step_with_wide_bias_adds_allocates_only_in_its_head():
         tracemalloc.stop()
     assert peak < 36 * 1024  # 66,696 B before: the bias add's buffer
     assert "work=m" in step.source
+
+
+@pytest.mark.parametrize("shape", [(3,), (128, 256)])
+def test_one_new_value_for_two_variables_updates_both(shape):
+    # written in place into the first variable, the value never reached the second
+    rng = np.random.default_rng(0)
+    g = sg.Graph()
+    a, b = g.variable("a", rng.normal(size=shape)), g.variable("b", rng.normal(size=shape))
+    x = g.input("x", shape)
+    a0, b0, xv = a.value.copy(), b.value.copy(), rng.normal(size=shape)
+    for new, want in ((a + x, a0 + xv), (a + b, None)):
+        a.value[...], b.value[...] = a0, b0
+        want = a0 + b0 if want is None else want
+        sg.compile([], [x], updates={a: new, b: new})(xv)
+        np.testing.assert_allclose(a.value, want, rtol=1e-15)
+        np.testing.assert_allclose(b.value, want, rtol=1e-15)

@@ -12,6 +12,7 @@ arrays, since the caller keeps them.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,9 +154,12 @@ def in_place_updates(
     for _, value in updates:  # new values are copied into their variables after the body
         last_read[root[value]] = len(order)
     found = {}
+    targets = Counter(value for _, value in updates)
     for var, value in updates:
         data = graph.nx.nodes[value]
         if not is_elementwise(data["op"]) or graph.nx.succ[value] or value in outputs:
+            continue
+        if targets[value] > 1:  # one value for two variables: written into one, not both
             continue
         if var in out_roots or data["shape"] != graph.nx.nodes[var]["shape"]:
             continue
