@@ -384,3 +384,20 @@ def test_batched_derivatives_through_a_packed_bias_layer(name):
         # by hand: d sin(z)[i, j] / d x[i, k] = cos(z)[i, j] W[k, j]
         jac = np.einsum("ij,kj,il->ijlk", np.cos(xv @ W.value + b.value), W.value, np.eye(3))
         np.testing.assert_allclose(got, jac, rtol=1e-13, atol=1e-14)
+
+
+def test_an_input_transposed_for_the_packed_gradients_can_be_an_output():
+    # [dW; db] as one [x, 1]^T @ dz took over x.T's statement: as an output it had no name
+    g = sg.Graph()
+    x, y = g.input("x", (4, 3)), g.input("y", (4, 2))
+    W, b = g.variable("W", np.ones((3, 2))), g.variable("b", np.zeros(2))
+    loss = sg.mean(sg.square(x @ W + b - y))
+    dW, db = sg.grad(loss, [W, b])
+    f = sg.compile([loss, x.T], [x, y], updates={W: W - 0.1 * dW, b: b - 0.1 * db})
+    xv, yv = np.arange(12.0).reshape(4, 3), np.ones((4, 2))
+    r = xv @ np.ones((3, 2)) - yv
+    got = f(xv, yv)
+    assert got[0] == pytest.approx(np.mean(r**2))
+    np.testing.assert_array_equal(got[1], xv.T)
+    np.testing.assert_allclose(W.value, 1 - 0.1 * xv.T @ r / 4, rtol=1e-14)
+    np.testing.assert_allclose(b.value, -0.1 * r.sum(0) / 4, rtol=1e-14)

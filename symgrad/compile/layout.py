@@ -229,7 +229,7 @@ def _bias_in_matmul(
         )
         layout.skip.add(mm)
         layout.reads[n] = [h, W, b]
-        _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, position[n], position)
+        _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, position[n], position, escaping)
 
 
 def _biased_statement(aug, W_b, part: str | None, h: int, n: int, layout, rest, arg_nodes):
@@ -290,7 +290,7 @@ def _stacked(W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _region([W, b]).reshape(W.shape[0] + 1, W.shape[1])
 
 
-def _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, filled, position) -> None:
+def _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, filled, position, escaping) -> None:
     """dW = h^T @ dz and db = sum(dz, 0), adjacent in a packed run, as one [h, 1]^T @ dz
     (when it runs after ``filled``, where the [h, 1] buffer is written)."""
     nodes = graph.nx.nodes
@@ -316,5 +316,5 @@ def _gradients_in_matmul(graph, h, W, b, grads, aug_t, layout, filled, position)
     both = layout.const(_stacked(gW_slot, gb_slot), "gwb")
     layout.statements[gW] = lambda ctx, names, out, buf: f"np.dot({aug_t}, {names[dz]}, {both})"
     layout.skip.add(gb)
-    if list(graph.nx.succ[t]) == [gW]:
+    if list(graph.nx.succ[t]) == [gW] and t not in escaping:  # h^T may be an output too
         layout.skip.add(t)  # the statement reads [h, 1]^T instead
