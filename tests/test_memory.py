@@ -269,3 +269,15 @@ def test_one_new_value_for_two_variables_updates_both(shape):
         sg.compile([], [x], updates={a: new, b: new})(xv)
         np.testing.assert_allclose(a.value, want, rtol=1e-15)
         np.testing.assert_allclose(b.value, want, rtol=1e-15)
+
+
+def test_outputs_sharing_memory_come_back_as_arrays_of_their_own():
+    g = sg.Graph()
+    x = g.input("x", (2, 3))
+    y = sg.tanh(x)
+    s = sg.sum(y)
+    xv = np.ones((2, 3))
+    for outs in ([y, y.T], [y, y], [s, s]):
+        a, b = sg.compile(outs, [x])(xv)
+        assert not np.shares_memory(a, b)
+        np.testing.assert_array_equal(np.asarray(b), sg.evaluate(outs[1], {x: xv}))

@@ -422,12 +422,16 @@ def emit_program(
             src = f"u{i}"
         staged.append(f"{names[var]}[...] = {src}")
     results = []
+    root, owners = alias_roots(graph, order), set()
     for o in outputs:
         src = names[o]
-        if o in aliased:
+        # an output viewing kept memory, or memory an earlier output returns (y and y.T, or
+        # one Tensor listed twice), is copied: every output is an array of its own
+        if o in aliased or root.get(o, o) in owners:
             src = f"np.array({src}, copy=True)"
         elif not graph.nx.nodes[o]["shape"]:
             src = f"np.asarray({src})"  # NumPy reductions give scalars; outputs are arrays
+        owners.add(root.get(o, o))
         results.append(src)
     if updates:  # outputs are taken (aliased ones copied) before any variable is written
         body += [f"r{i} = {r}" for i, r in enumerate(results)]

@@ -17,6 +17,8 @@ from .codegen import emit_program, node_of_line
 class Function:
     """A compiled graph. Call it with one array per input; it returns the outputs (one array
     for a single Tensor, a tuple for a list) and then applies the ``updates`` in place.
+    Outputs are fresh arrays, each its own. An input must not share memory with a variable
+    that ``updates`` changes (``fn(w.value)``): the update may be written before it is read.
 
     Kernels are specialized and cached per input shapes; ``source`` is the generated code.
     """
