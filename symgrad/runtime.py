@@ -56,10 +56,16 @@ def row_indices(n: int) -> np.ndarray:
 
 
 @functools.cache
-def _finite_range(dtype: np.dtype) -> tuple:
-    """(-max, max) of a float dtype: where a logsumexp's shift is clipped to."""
-    top = np.finfo(dtype).max
-    return -top, top
+def _float_max(dtype: np.dtype):
+    return np.finfo(dtype).max
+
+
+def _finite_max(x, axis, keepdims: bool = True):
+    """The max over ``axis``, clipped into the dtype's finite range: a logsumexp's shift (an
+    all -inf row gets a finite one; a +inf entry gives inf - max = inf, not inf - inf = nan)."""
+    top = _float_max(x.dtype)
+    m = np.maximum.reduce(x, axis, None, None, keepdims, -top)
+    return np.minimum(m, top, out=m)
 
 
 @functools.cache
@@ -173,9 +179,7 @@ def _shifted_exp_by_class(x, work=None):
     else:  # (a call less than _into: the head runs this on every training step)
         e = work
         np.copyto(e, moved)
-    lo, hi = _finite_range(e.dtype)
-    m = np.maximum.reduce(e, 0, None, None, False, lo)  # an all -inf row: a finite shift
-    np.minimum(m, hi, out=m)  # a +inf entry: inf - hi is inf, not inf - inf = nan
+    m = _finite_max(e, 0, keepdims=False)
     np.subtract(e, m, out=e)
     np.exp(e, out=e)
     return e, m
@@ -183,9 +187,7 @@ def _shifted_exp_by_class(x, work=None):
 
 def _logsumexp_rows(x, axis, keepdims, out):
     """logsumexp over any axes, reduced along them where they lie."""
-    lo, hi = _finite_range(x.dtype)
-    m = np.maximum.reduce(x, axis, None, None, True, lo)
-    np.minimum(m, hi, out=m)  # a finite shift, as in logsumexp
+    m = _finite_max(x, axis)
     e = x - m
     np.exp(e, out=e)
     s = np.add.reduce(e, axis, None, None, True)
@@ -237,10 +239,7 @@ def log_softmax(x, axis):
     x = _floating(x)
     if axis == () or x.size == 0:
         return x - logsumexp(x, axis, True)
-    lo, hi = _finite_range(x.dtype)
-    m = np.maximum.reduce(x, axis, None, None, True, lo)
-    np.minimum(m, hi, out=m)  # a finite shift: rows of -inf or with +inf stay as logsumexp has them
-    d = x - m
+    d = x - _finite_max(x, axis)
     e = np.exp(d)
     s = np.add.reduce(e, axis, None, None, True)
     return np.subtract(d, np.log(s, out=s), out=d)
@@ -324,9 +323,7 @@ def softmax_cross_entropy(logits, labels, losses, grad, scale=None, work=None):
         e, m = _shifted_exp_by_class(logits, work)
         s = np.add.reduce(e, 0)
     else:
-        lo, hi = _finite_range(logits.dtype)
-        m = np.maximum.reduce(logits, 1, None, None, True, lo)
-        np.minimum(m, hi, out=m)
+        m = _finite_max(logits, 1)
         e = np.subtract(logits, m, out=grad)
         np.exp(e, out=e)
         s = np.add.reduce(e, 1, None, None, True)
